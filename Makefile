@@ -1,0 +1,29 @@
+# The README's two quick-start commands are `make standalone` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export LEOFLOW_CACHE ?= $(CURDIR)/.cache
+
+.PHONY: setup standalone test lint bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/leoflow ui install
+
+standalone: setup
+	$(BIN)/leoflow standalone
+
+lint: setup
+	$(BIN)/ruff check leoflow tests
+
+test: setup lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python tests/benchmarks/run_all.py

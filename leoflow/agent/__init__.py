@@ -1,0 +1,1 @@
+"""leoflow-agent: runs task tries on hosts outside Nomad, dialing the server over gRPC."""

@@ -1,0 +1,1 @@
+"""The `leoflow` command: one module per command group, each exposing ``register(subparsers)``."""

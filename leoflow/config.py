@@ -1,0 +1,227 @@
+"""One typed configuration for every process: a TOML file (rendered by consul-template in
+production) overlaid by ``LEOFLOW_<SECTION>__<KEY>`` environment variables.
+
+Unknown sections or keys are errors that name the key, so a typo in a template fails loudly
+instead of being ignored. Each process calls ``load()`` at start and again on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LEOFLOW_HOME", str(Path.home() / ".leoflow")))
+
+
+@dataclass
+class StoreConfig:
+    backend: str = "sqlite"  # sqlite | consul
+    sqlite_path: str = ""  # default: $LEOFLOW_HOME/leoflow.db
+    consul_addr: str = "http://127.0.0.1:8500"
+    consul_token: str = ""
+    consul_token_file: str = ""
+    consul_ca_file: str = ""
+    consul_cert_file: str = ""
+    consul_key_file: str = ""
+    consul_datacenter: str = ""
+    consul_namespace: str = ""
+    consul_timeout: float = 10.0
+    prefix: str = "leoflow"
+    retention_days: int = 30
+
+
+@dataclass
+class DagsConfig:
+    repo: str = ""  # git URL or local path; default: the bundled examples
+    ref: str = "HEAD"
+    bundle_name: str = "dags-folder"
+    subdir: str = ""
+    fetch_interval: float = 30.0
+    python_parse_timeout: float = 30.0
+    python_parse_memory_mb: int = 512
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "127.0.0.1:8080"
+    workers: int = 2
+    threads: int = 4
+    timeout: int = 60
+    graceful_timeout: int = 30
+    access_log: bool = True
+    base_url: str = ""  # public URL prefix the UI is served under, e.g. "/" or "/leoflow/"
+    expose_config: bool = False
+    webhook_secret: str = ""
+    grpc_bind: str = "127.0.0.1:8793"
+
+
+@dataclass
+class AuthConfig:
+    jwt_secret: str = ""  # HS256 key for UI/API sessions; from Vault in production
+    jwt_secret_file: str = ""
+    token_expiry_seconds: int = 86400
+    login_rate_limit_per_minute: int = 10
+
+
+@dataclass
+class SchedulerConfig:
+    executor: str = "agents"  # agents | nomad
+    metrics_bind: str = "127.0.0.1:9464"
+    leader_ttl: float = 15.0
+    lock_delay: float = 5.0
+    agent_heartbeat_timeout: float = 30.0
+
+
+@dataclass
+class AgentConfig:
+    server: str = "127.0.0.1:8793"
+    pools: str = "default"
+    capacity: int = 4
+    token_file: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    insecure: bool = False
+    metrics_bind: str = "127.0.0.1:9465"
+    work_dir: str = ""
+
+
+@dataclass
+class NomadConfig:
+    addr: str = "http://127.0.0.1:4646"
+    token: str = ""
+    token_file: str = ""
+    namespace: str = "default"
+    region: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    verify: bool = True
+    datacenters: str = "dc1"
+    node_pool: str = ""
+    placement_timeout: float = 300.0
+
+
+@dataclass
+class VaultConfig:
+    addr: str = ""
+    ca_file: str = ""
+    role_id_file: str = ""
+    secret_id_file: str = ""
+    secret_id_wrapped: bool = False
+    token_file: str = ""
+    identity_role: str = "leoflow-agent"
+    audience: str = "leoflow-agents"
+    issuer: str = ""
+    jwks_url: str = ""
+    jwks_file: str = ""
+    kv_mount: str = "secret"
+    connections_path: str = "leoflow/connections"
+    variables_path: str = "leoflow/variables"
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "INFO"
+
+
+@dataclass
+class Config:
+    home: str = ""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    dags: DagsConfig = field(default_factory=DagsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    nomad: NomadConfig = field(default_factory=NomadConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home) if self.home else default_home()
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+    elif kind is int and not isinstance(value, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            pass
+    elif kind is float and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif kind is str and isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(f"config key {name}: expected {kind.__name__}, got {value!r}")
+
+
+def _apply(section: Any, prefix: str, values: Mapping[str, Any]) -> None:
+    hints = get_type_hints(type(section))
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in hints:
+            raise ConfigError(f"unknown config key {name}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key {name}: expected a table")
+            _apply(current, name, value)
+        else:
+            setattr(section, key, _coerce(name, hints[key], value))
+
+
+def known_keys() -> set[str]:
+    """Every dotted key the loader accepts; tests check templates render only these."""
+    keys: set[str] = set()
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            keys |= {f"{f.name}.{g.name}" for g in dataclasses.fields(value)}
+        else:
+            keys.add(f.name)
+    return keys
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    config = Config()
+    path = path or env.get("LEOFLOW_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from exc
+        _apply(config, "", data)
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if name.startswith("LEOFLOW_") and "__" in name:
+            section, _, key = name[len("LEOFLOW_") :].lower().partition("__")
+            overrides.setdefault(section, {})[key] = value
+    _apply(config, "", overrides)
+    if not config.home and env.get("LEOFLOW_HOME"):
+        config.home = env["LEOFLOW_HOME"]
+    return config

@@ -1,0 +1,1 @@
+"""Structured JSON logs and Prometheus metrics shared by every process."""
