@@ -39,6 +39,8 @@ class StoreConfig:
     consul_timeout: float = 10.0
     prefix: str = "leoflow"
     retention_days: int = 30
+    # Shortest session TTL accepted (Consul's agent default is 10 s; the SQLite store mirrors it).
+    session_ttl_min: float = 10.0
 
 
 @dataclass
@@ -50,6 +52,8 @@ class DagsConfig:
     fetch_interval: float = 30.0
     python_parse_timeout: float = 30.0
     python_parse_memory_mb: int = 512
+    cache_dir: str = ""  # git clones of bundles; default: $LEOFLOW_HOME/bundles
+    git_timeout: float = 120.0  # seconds one git fetch may take
 
 
 @dataclass
@@ -62,8 +66,20 @@ class ServerConfig:
     access_log: bool = True
     base_url: str = ""  # public URL prefix the UI is served under, e.g. "/" or "/leoflow/"
     expose_config: bool = False
-    webhook_secret: str = ""
+    webhook_secret: str = ""  # HMAC key (GitHub/Gitea) or token (GitLab) for POST /webhooks/git
+    webhook_secret_file: str = ""
     grpc_bind: str = "127.0.0.1:8793"
+    # agentrpc (its own process, adr/0040): TLS is required unless grpc_bind is loopback.
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_client_ca_file: str = ""  # set: agents must present a client certificate (mTLS)
+    grpc_metrics_bind: str = "127.0.0.1:9466"
+    grpc_container_queues: str = ""  # comma list: tasks with an image on these queues run in docker/podman
+    maximum_page_limit: int = 1000  # larger `limit` values are clamped, as Airflow does
+    max_body_bytes: int = 1048576  # request bodies above this are a 413 problem
+    keepalive: int = 5
+    tracing_enabled: bool = False  # OpenTelemetry: a span per request and per store call
+    otlp_endpoint: str = ""  # e.g. http://127.0.0.1:4318/v1/traces; empty: spans are not exported
 
 
 @dataclass
@@ -81,6 +97,12 @@ class SchedulerConfig:
     leader_ttl: float = 15.0
     lock_delay: float = 5.0
     agent_heartbeat_timeout: float = 30.0
+    # Airflow's [core] parallelism: tries queued or running at once, over all DAGs.
+    parallelism: int = 32
+    # Scheduled runs one DAG may get per wake-up while catching up.
+    catchup_per_wakeup: int = 16
+    # Longest a blocking query on the store waits before it is re-sent.
+    watch_wait: float = 10.0
 
 
 @dataclass
@@ -94,7 +116,11 @@ class AgentConfig:
     tls_key_file: str = ""
     insecure: bool = False
     metrics_bind: str = "127.0.0.1:9465"
-    work_dir: str = ""
+    work_dir: str = ""  # default: $LEOFLOW_HOME/agent
+    id: str = ""  # default: the host name
+    labels: str = ""  # comma list of key=value
+    runtime: str = "auto"  # auto | process | docker | podman (container runtimes need the task's image)
+    reconnect_max_backoff: float = 30.0
 
 
 @dataclass
@@ -132,6 +158,20 @@ class VaultConfig:
 
 
 @dataclass
+class UiConfig:
+    """What ``/ui/config`` tells the Airflow UI (Airflow's ``[api]`` options of the same names)."""
+
+    instance_name: str = "Leoflow"
+    auto_refresh_interval: int = 3  # seconds between polls while a run is active
+    fallback_page_limit: int = 50
+    hide_paused_dags_by_default: bool = False
+    default_wrap: bool = False
+    require_confirmation_dag_change: bool = False
+    test_connection: str = "Disabled"  # Disabled | Enabled | Hidden
+    dashboard_alert: str = ""  # shown on the home page as an info banner when set
+
+
+@dataclass
 class LoggingConfig:
     level: str = "INFO"
 
@@ -148,6 +188,7 @@ class Config:
     nomad: NomadConfig = field(default_factory=NomadConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
 
     @property
     def home_path(self) -> Path:

@@ -11,8 +11,12 @@ reproduces):
   ``modify_index`` is the index of the write that last changed it.
 * ``put(..., cas=0)`` creates only; ``cas=N`` writes only if the entry's ``modify_index == N``.
   A failed CAS returns False and changes nothing.
+* A write that changes nothing (same value, flags and session) succeeds but keeps the entry's
+  ``modify_index`` (Consul's ``kvsSetTxn``): two CAS writers of *identical* bytes can both
+  "win", so a state transition must always change the value.
 * ``txn`` applies all operations atomically or none; at most ``MAX_TXN_OPS`` operations, each
-  value at most ``MAX_VALUE_BYTES``; violations raise before anything is written.
+  value at most ``MAX_VALUE_BYTES``, keys plus values together at most ``MAX_TXN_BYTES`` (Consul
+  caps the base64 JSON body at 512 KiB); violations raise before anything is written.
 * ``watch`` blocks until the index of the key/prefix exceeds ``index`` or ``wait`` elapses, and
   may return early with nothing changed (callers must compare).
 * Sessions expire after their TTL (the server may take up to 2x TTL); when a session ends,
@@ -28,6 +32,9 @@ from typing import Literal, Protocol
 
 MAX_TXN_OPS = 64
 MAX_VALUE_BYTES = 512 * 1024
+# Raw bytes (keys + values) of one txn: base64 (x4/3) plus JSON framing of 64 ops stays under
+# Consul's 512 KiB txn_max_req_len.
+MAX_TXN_BYTES = 360 * 1024
 
 
 class StoreError(Exception):
@@ -128,9 +135,12 @@ class TxnError:
 @dataclass(frozen=True)
 class TxnResult:
     ok: bool
-    # On success: one entry per op that returns one (set/cas/get), in op order; deletes and checks add none.
+    # On success: one entry per set/cas/get op, in op order (set/cas entries carry the written value
+    # and the new modify_index); deletes and checks add none.
     results: tuple[Entry, ...] = ()
     errors: tuple[TxnError, ...] = ()
+    # The index the writes were applied at (== modify_index of the written entries); 0 when the
+    # transaction wrote nothing or the backend does not say. Do not compare across backends.
     index: int = 0
 
 
@@ -163,14 +173,28 @@ class Store(Protocol):
         flags: int = 0,
         acquire: str | None = None,
         release: str | None = None,
-    ) -> bool: ...
+    ) -> bool:
+        """True if written. ``cas``/``acquire``/``release`` are mutually exclusive (StoreError).
+        ``acquire``: False if another session holds the lock or lock-delay is running; an unknown
+        session raises SessionInvalid. ``release``: True only for the holder; the value is replaced
+        by ``value`` (send the current value to keep it). Locks are advisory: a plain put on a held
+        key succeeds and keeps the holder."""
+        ...
 
-    def delete(self, key: str, *, cas: int | None = None, recurse: bool = False) -> bool: ...
+    def delete(self, key: str, *, cas: int | None = None, recurse: bool = False) -> bool:
+        """A plain delete is True even for a missing key. ``cas=N`` deletes only at that
+        modify_index (``cas=0`` never deletes an existing key). ``recurse`` treats ``key`` as a
+        string prefix (end it with '/'); the empty prefix is refused."""
+        ...
 
-    def txn(self, ops: Sequence[Op]) -> TxnResult: ...
+    def txn(self, ops: Sequence[Op]) -> TxnResult:
+        """All ops apply atomically or none do. A failed check/CAS is not an exception: ``ok`` is
+        False and ``errors`` name the op indexes. Limits raise before anything is sent."""
+        ...
 
     def watch(self, key: str, *, index: int, wait: float, recurse: bool = False) -> WatchResult:
-        """Blocking query on a key (or a prefix with ``recurse``): returns when its index > ``index``."""
+        """Blocking query on a key (or a prefix with ``recurse``): returns when its index > ``index``
+        or ``wait`` seconds pass; ``index=0`` returns at once. Loop with ``watching.Watcher``."""
         ...
 
     def session_create(

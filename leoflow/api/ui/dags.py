@@ -1,0 +1,237 @@
+"""The DAG list (``/ui/dags``: DAGs with their latest runs) and ``/ui/dags/{dag_id}/latest_run``.
+
+Filters, ordering and paging follow Airflow's ``get_dags_ui``. Every filter is evaluated on the
+DAG entries (one prefix list) and the in-process run projection, so the list page costs a few
+reads whatever the number of runs. ``is_favorite`` is per user, read from the favorites
+repository when the store has one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from leoflow.api import dto, problem
+from leoflow.api.auth.roles import Role
+from leoflow.api.context import AppContext
+from leoflow.api.middleware import current_user
+from leoflow.api.ui import _common
+from leoflow.domain.schedule import ScheduleError, parse_schedule
+
+ORDER_FIELDS = ("dag_id", "dag_display_name", "next_dagrun", "state", "start_date", "last_run_state",
+                "last_run_start_date")
+PRESET_DESCRIPTIONS = {
+    "@hourly": "At 0 minutes past the hour",
+    "@daily": "At 00:00",
+    "@weekly": "At 00:00, only on Sunday",
+    "@monthly": "At 00:00, on day 1 of the month",
+    "@quarterly": "At 00:00, on day 1 of the month, only in January, April, July, and October",
+    "@yearly": "At 00:00, on day 1 of the month, only in January",
+    "@annually": "At 00:00, on day 1 of the month, only in January",
+}
+
+
+def timetable(schedule_text: str | None) -> tuple[str | None, str | None, bool]:
+    """(timetable_summary, timetable_description, periodic) of a DAG's schedule."""
+    try:
+        s = parse_schedule(schedule_text)
+    except ScheduleError:
+        return schedule_text, None, False
+    if s.kind == "none":
+        return None, "Never, external triggers only", False
+    if s.kind == "once":
+        return "@once", "Once, as soon as possible", False
+    if s.kind == "duration":
+        return s.text, f"Every {s.text}", True
+    if s.kind == "preset":
+        return s.text, PRESET_DESCRIPTIONS.get(s.text or ""), True
+    return s.text, None, True
+
+
+def file_token(fileloc: str) -> str:
+    """Airflow signs the file path; the UI treats it as opaque, so a digest is enough."""
+    return hashlib.sha256(fileloc.encode()).hexdigest()[:32]
+
+
+def dag_fields(entry: Any, error_files: set[str]) -> dict[str, Any]:
+    """The ``DAGResponse`` part of a DAG, from its stored entry (state + latest version + summary)."""
+    state, latest, summary = entry.state, entry.latest, entry.summary
+    dag_id = state.dag_id
+    fileloc = (summary.fileloc if summary else "") or (latest.fileloc if latest else "")
+    tt_summary, tt_description, periodic = timetable(summary.schedule if summary else None)
+    return {
+        "dag_id": dag_id,
+        "dag_display_name": dag_id,
+        "is_paused": state.is_paused,
+        "is_stale": state.is_stale,
+        "last_parsed_time": dto.iso(state.last_parsed_time),
+        "last_parse_duration": None,
+        "last_expired": None,
+        "bundle_name": (latest.bundle_name if latest else None) or state.bundle_name or None,
+        "bundle_version": latest.bundle_version if latest else None,
+        "relative_fileloc": fileloc or None,
+        "fileloc": fileloc,
+        "description": summary.description if summary else None,
+        "timetable_summary": tt_summary,
+        "timetable_description": tt_description,
+        "timetable_partitioned": False,
+        "timetable_periodic": periodic,
+        "tags": [{"name": t, "dag_id": dag_id, "dag_display_name": dag_id} for t in (summary.tags if summary else ())],
+        "max_active_tasks": summary.max_active_tasks if summary else 16,
+        "max_active_runs": summary.max_active_runs if summary else None,
+        "max_consecutive_failed_dag_runs": 0,
+        "has_task_concurrency_limits": bool(summary and summary.has_task_concurrency_limits),
+        "has_import_errors": bool(fileloc) and fileloc in error_files,
+        "next_dagrun_logical_date": dto.iso(state.next_dagrun_logical_date),
+        "next_dagrun_data_interval_start": dto.iso(state.next_dagrun_data_interval_start),
+        "next_dagrun_data_interval_end": dto.iso(state.next_dagrun_data_interval_end),
+        "next_dagrun_run_after": dto.iso(state.next_dagrun_run_after),
+        "allowed_run_types": None,
+        "owners": list(summary.owners) if summary else [],
+        "is_backfillable": False,  # Leoflow has no backfills
+        "file_token": file_token(fileloc or dag_id),
+    }
+
+
+def favorites_of(ctx: Any, username: str) -> set[str]:
+    repo = getattr(ctx.repos, "favorites", None)
+    if repo is None:
+        return set()
+    return set(repo.for_user(username))
+
+
+Predicate = Callable[[Any], bool]
+
+
+class DagsWithLatestRuns:
+    roles = {"GET": Role.VIEWER}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        user = current_user(req)
+        pg = dto.page(req)
+        runs_limit = dto.query_int(req, "dag_runs_limit", default=10, minimum=0)
+        assert runs_limit is not None
+        orders = dto.order_by(req, ORDER_FIELDS, "dag_id")
+        repos = self.ctx.repos
+        entries = [e for e in repos.dags.list() if e.latest is not None]
+        dag_ids = [e.state.dag_id for e in entries]
+        latest_runs = repos.runs.latest(dag_ids, n=max(runs_limit, 1)) if dag_ids else {}
+        favorites = favorites_of(self.ctx, user.username)
+        error_files = {e.filename for e in repos.dags.import_errors()}
+        keep = self._filters(req, favorites, error_files, latest_runs)
+        selected = [e for e in entries if all(p(e) for p in keep)]
+
+        def last(e: Any) -> Any:
+            runs = latest_runs.get(e.state.dag_id)
+            return runs[0].record if runs else None
+
+        keys: dict[str, Callable[[Any], Any]] = {
+            "dag_id": lambda e: e.state.dag_id,
+            "dag_display_name": lambda e: e.state.dag_id,
+            "next_dagrun": lambda e: e.state.next_dagrun_logical_date,
+            "state": lambda e: str(last(e).state) if last(e) else None,
+            "last_run_state": lambda e: str(last(e).state) if last(e) else None,
+            "start_date": lambda e: e.summary.start_date if e.summary else None,
+            "last_run_start_date": lambda e: last(e).start_date if last(e) else None,
+        }
+        ordered = dto.sort_rows(selected, orders, keys)
+        dags = []
+        for e in pg.slice(ordered):
+            doc = dag_fields(e, error_files)
+            doc.update({
+                "asset_expression": None,
+                "latest_dag_runs": [_common.light_run(v) for v in latest_runs.get(e.state.dag_id, [])[:runs_limit]],
+                "pending_actions": [],  # no human-in-the-loop tasks in Leoflow
+                "is_favorite": e.state.dag_id in favorites,
+            })
+            dags.append(doc)
+        resp.media = {"total_entries": len(selected), "dags": dags}
+
+    def _filters(self, req: falcon.Request, favorites: set[str], error_files: set[str],
+                 latest_runs: dict[str, list[Any]]) -> list[Predicate]:
+        keep: list[Predicate] = []
+        tags = set(dto.query_list(req, "tags"))
+        mode = dto.query_str(req, "tags_match_mode") or "any"
+        if mode not in ("any", "all"):
+            raise problem.invalid("query.tags_match_mode", f"{mode!r} is not one of any, all")
+        if tags:
+            def has_tags(e: Any) -> bool:
+                mine = set(e.summary.tags if e.summary else ())
+                return tags <= mine if mode == "all" else bool(tags & mine)
+            keep.append(has_tags)
+        owners = set(dto.query_list(req, "owners"))
+        if owners:
+            keep.append(lambda e: bool(owners & set(e.summary.owners if e.summary else ())))
+        dag_ids = set(dto.query_list(req, "dag_ids"))
+        if dag_ids:
+            keep.append(lambda e: e.state.dag_id in dag_ids)
+        for name, make in (("dag_id_pattern", dto.pattern_matcher), ("dag_id_prefix_pattern", dto.prefix_matcher),
+                           ("dag_display_name_pattern", dto.pattern_matcher),
+                           ("dag_display_name_prefix_pattern", dto.prefix_matcher)):
+            match = make(dto.query_str(req, name))
+            if match is not None:
+                keep.append(lambda e, m=match: m(e.state.dag_id))
+        if dto.query_bool(req, "exclude_stale", default=True):
+            keep.append(lambda e: not e.state.is_stale)
+        paused = dto.query_bool(req, "paused")
+        if paused is not None:
+            keep.append(lambda e: e.state.is_paused == paused)
+        has_errors = dto.query_bool(req, "has_import_errors")
+        if has_errors is not None:
+            keep.append(lambda e: dag_fields_has_errors(e, error_files) == has_errors)
+        last_states = set(dto.query_list(req, "last_dag_run_state"))
+        if last_states:
+            keep.append(lambda e: bool(latest_runs.get(e.state.dag_id))
+                        and str(latest_runs[e.state.dag_id][0].record.state) in last_states)
+        any_states = set(dto.query_list(req, "dag_run_state"))
+        if any_states:
+            counts = self.ctx.repos.runs.counts_by_state()
+            keep.append(lambda e: bool(any_states & set(counts.get(e.state.dag_id, {}))))
+        bundle_name = dto.query_str(req, "bundle_name")
+        if bundle_name is not None:
+            keep.append(lambda e: e.latest is not None and e.latest.bundle_name == bundle_name)
+        bundle_version = dto.query_str(req, "bundle_version")
+        if bundle_version is not None:
+            keep.append(lambda e: e.latest is not None and e.latest.bundle_version == bundle_version)
+        favorite = dto.query_bool(req, "is_favorite")
+        if favorite is not None:
+            keep.append(lambda e: (e.state.dag_id in favorites) == favorite)
+        # Leoflow has no asset schedules, asset dependencies or human-in-the-loop actions.
+        if dto.query_bool(req, "has_asset_schedule"):
+            keep.append(lambda e: False)
+        if dto.query_str(req, "asset_dependency") is not None:
+            keep.append(lambda e: False)
+        if dto.query_bool(req, "has_pending_actions"):
+            keep.append(lambda e: False)
+        return keep
+
+
+def dag_fields_has_errors(entry: Any, error_files: set[str]) -> bool:
+    fileloc = (entry.summary.fileloc if entry.summary else "") or (entry.latest.fileloc if entry.latest else "")
+    return bool(fileloc) and fileloc in error_files
+
+
+class LatestRun:
+    """The newest run by ``run_after``; JSON ``null`` (200) when the DAG has none, as Airflow."""
+
+    roles = {"GET": Role.VIEWER}
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str) -> None:
+        _common.require_dag(self.ctx, dag_id)
+        runs = self.ctx.repos.runs.latest([dag_id], n=1).get(dag_id)
+        resp.media = _common.light_run(runs[0]) if runs else None
+
+
+def register(app: falcon.App, ctx: AppContext) -> None:
+    app.add_route("/ui/dags", DagsWithLatestRuns(ctx))
+    app.add_route("/ui/dags/{dag_id}/latest_run", LatestRun(ctx))
+

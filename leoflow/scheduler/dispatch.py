@@ -1,0 +1,67 @@
+"""Turning a queued task instance into the executor's ``TryRequest``: render, then describe.
+
+Rendering happens here, in the scheduler, right before the try is handed over, so the executor
+and the agent only ever see final argv and env (never templates) and a template error fails the
+try with a message naming the task and field, exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from leoflow.domain.dag import DAG, Task
+from leoflow.domain.planning import TryId
+from leoflow.domain.records import DagRun, TaskInstance
+from leoflow.domain.templating import render_task
+from leoflow.executors.port import TryKey, TryRequest
+
+
+def to_try_key(key: TryId) -> TryKey:
+    return TryKey(key.dag_id, key.run_id, key.task_id, key.map_index, key.try_number)
+
+
+def ti_try_key(ti: TaskInstance) -> TryKey:
+    return TryKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, ti.try_number)
+
+
+def context_env(run: DagRun, ti: TaskInstance) -> dict[str, str]:
+    """Airflow's ``AIRFLOW_CTX_*`` variables, so tasks can tell which try they are."""
+    env = {
+        "AIRFLOW_CTX_DAG_ID": ti.dag_id,
+        "AIRFLOW_CTX_TASK_ID": ti.task_id,
+        "AIRFLOW_CTX_DAG_RUN_ID": ti.run_id,
+        "AIRFLOW_CTX_TRY_NUMBER": str(ti.try_number),
+    }
+    if run.logical_date is not None:
+        env["AIRFLOW_CTX_LOGICAL_DATE"] = run.logical_date.isoformat()
+    return env
+
+
+def build_request(
+    dag: DAG,
+    task: Task,
+    run: DagRun,
+    ti: TaskInstance,
+    *,
+    xcom: Callable[[str, str], Any] | None,
+    variables: Callable[[str], str | None] | None = None,
+) -> TryRequest:
+    """Render ``task`` for this try; raises ``RenderError`` naming the task and field."""
+    rendered = render_task(dag, task, run, try_number=ti.try_number, map_index=ti.map_index, xcom=xcom,
+                           variables=variables)
+    env = {**context_env(run, ti), **rendered.env}
+    timeout = task.execution_timeout.total_seconds() if task.execution_timeout is not None else None
+    return TryRequest(
+        key=ti_try_key(ti),
+        command=rendered.command,
+        image=task.image,
+        env=env,
+        queue=task.queue,
+        resources=task.resources,
+        timeout_seconds=timeout,
+        driver=task.driver,
+        connections=task.connections,
+        variables=task.variables,
+        priority_weight=ti.priority_weight,
+    )

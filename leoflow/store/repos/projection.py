@@ -1,0 +1,213 @@
+"""An in-process read projection of every run record, kept fresh by the port's blocking watch.
+
+Why: the UI's relational reads (DAG list with latest runs, runs across DAGs newest first with
+``total_entries``, dagStats, calendar) would otherwise each scan ``runs/`` (10,000 records at the
+target scale, tens of milliseconds to fetch and decode) and cost one store request per DAG on
+Consul. The API server instead holds every run record in memory (about 1 KiB each) and answers
+those reads with no store request at all.
+
+How it stays fresh: one thread per process runs a blocking query on ``<root>/runs/`` (recurse),
+``wait`` seconds at a time (default 0.5 s so ``stop()`` is prompt; a Consul deployment may pass a
+longer wait to ``Repositories.open(projection_wait=...)`` to save idle requests).
+Each return carries the whole prefix (Consul's semantics); entries whose ``modify_index`` is
+unchanged reuse the decoded record, so a refresh decodes only what changed. Wake-ups are
+rate-limited (``min_interval``) as HashiCorp advises for hot prefixes; an index that goes
+backwards resets the watch (Consul's blocking-query rules). Run records change only on run
+transitions (a handful per run), never on task transitions, so the watched prefix is cool.
+
+Read-your-writes: a write through ``RunRepository`` in this process is applied at once
+(``observe``); a listing older than a local write never reverts it. Other processes' writes are
+visible after at most one watch round-trip plus ``min_interval``; ``wait_for(index)`` blocks
+(bounded) until the projection has caught up with a given store index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+
+from leoflow.domain.records import DagRun
+from leoflow.store.port import Entry, Store, StoreError
+from leoflow.store.repos import codec, query
+from leoflow.store.repos.base import Keyspace, Versioned
+
+log = logging.getLogger(__name__)
+
+
+class RunProjection:
+    def __init__(self, store: Store, keyspace: Keyspace, *, min_interval: float = 0.05, wait: float = 0.5) -> None:
+        self.store = store
+        self.ks = keyspace
+        self.prefix = keyspace.runs_prefix()
+        self.min_interval = min_interval
+        self.wait = wait
+        self._by_key: dict[str, Versioned[DagRun]] = {}
+        self._by_dag: dict[str, dict[str, Versioned[DagRun]]] = {}
+        self._local: dict[str, tuple[int, Versioned[DagRun] | None]] = {}  # key -> (index, record|None=deleted)
+        self._index = 0
+        self._generation = 0  # bumps on every change; keys the sorted-list cache
+        self._sorted: dict[str, tuple[int, list[Versioned[DagRun]]]] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refreshes = 0
+        self.errors = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> RunProjection:
+        """Load synchronously (so the first read is complete), then follow changes in a daemon thread."""
+        self.refresh()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="leoflow-run-projection", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the watch thread and wait until it has left the store (its query returns within
+        ``wait``), so closing the store afterwards is safe."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.wait + 5.0 if timeout is None else timeout)
+            if not self._thread.is_alive():
+                self._thread = None
+
+    @property
+    def index(self) -> int:
+        return self._index
+
+    def refresh(self, wait: float = 0.0) -> None:
+        """One round: a blocking query from the current index (``wait=0``: return at once)."""
+        index = self._index if wait > 0 else 0
+        result = self.store.watch(self.prefix, index=index, wait=wait, recurse=True)
+        self._apply(result.index, result.entries)
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.refresh(wait=self.wait)
+                backoff = 0.1
+            except StoreError as exc:
+                if self._stop.is_set():
+                    return
+                self.errors += 1
+                log.warning("run projection: watch failed, retrying", extra={"error": str(exc)})
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            spent = time.monotonic() - started
+            if spent < self.min_interval:
+                self._stop.wait(self.min_interval - spent)
+
+    def _apply(self, index: int, entries: Iterable[Entry]) -> None:
+        old = self._by_key
+        fresh: dict[str, Versioned[DagRun]] = {}
+        for e in entries:
+            key = e.key
+            prev = old.get(key)
+            if prev is not None and prev.index == e.modify_index:
+                fresh[key] = prev
+                continue
+            try:
+                record = codec.decode(DagRun, key, e.value)
+            except StoreError as exc:
+                log.error("run projection: skipping undecodable run", extra={"key": key, "error": str(exc)})
+                continue
+            fresh[key] = Versioned(record, e.modify_index, e.create_index)
+        with self._lock:
+            if index < self._index:
+                log.info("run projection: store index went backwards; reloading", extra={"index": index})
+            for key, (at, local) in list(self._local.items()):
+                if at > index:
+                    if local is None:
+                        fresh.pop(key, None)
+                    else:
+                        fresh[key] = local
+                else:
+                    del self._local[key]
+            current = self._by_key
+            changed = len(fresh) != len(current) or any(current.get(k) is not v for k, v in fresh.items())
+            if changed:
+                by_dag: dict[str, dict[str, Versioned[DagRun]]] = {}
+                for key, v in fresh.items():
+                    by_dag.setdefault(v.record.dag_id, {})[key] = v
+                self._by_key, self._by_dag = fresh, by_dag
+                self._generation += 1
+            self._index = max(index, 1)
+            self.refreshes += 1
+            self._changed.notify_all()
+
+    # ---- local writes ----------------------------------------------------------------------------
+    def observe(self, key: str, run: Versioned[DagRun]) -> None:
+        """Apply a write this process just made, so its own next read sees it."""
+        with self._lock:
+            current = self._by_key.get(key)
+            if current is not None and current.index >= run.index:
+                return
+            self._local[key] = (run.index, run)
+            by_key = dict(self._by_key)
+            by_key[key] = run
+            dag = dict(self._by_dag.get(run.record.dag_id, {}))
+            dag[key] = run
+            self._by_key = by_key
+            self._by_dag = {**self._by_dag, run.record.dag_id: dag}
+            self._generation += 1
+
+    def observe_deleted(self, key: str, index: int | None = None) -> None:
+        with self._lock:
+            current = self._by_key.get(key)
+            if current is None:
+                return
+            at = index if index is not None else max(self._index, current.index) + 1
+            self._local[key] = (at, None)
+            by_key = dict(self._by_key)
+            by_key.pop(key, None)
+            dag = dict(self._by_dag.get(current.record.dag_id, {}))
+            dag.pop(key, None)
+            self._by_key = by_key
+            self._by_dag = {**self._by_dag, current.record.dag_id: dag}
+            self._generation += 1
+
+    def wait_for(self, index: int, timeout: float = 2.0) -> bool:
+        """Block until the projection reflects store index ``index`` (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._index < index:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    # ---- reads -----------------------------------------------------------------------------------
+    def runs(self, dag_ids: Iterable[str] | None = None) -> list[Versioned[DagRun]]:
+        if dag_ids is None:
+            return list(self._by_key.values())
+        by_dag = self._by_dag
+        out: list[Versioned[DagRun]] = []
+        for dag in dict.fromkeys(dag_ids):
+            out.extend(by_dag.get(dag, {}).values())
+        return out
+
+    def sorted_runs(self, order_by: str) -> list[Versioned[DagRun]]:
+        """Every run sorted by ``order_by``, cached until the next change (do not mutate the list).
+
+        Listing all DAGs' runs newest first is then a slice, not a sort of 10,000 records.
+        """
+        generation = self._generation  # read before the data: a racing change only makes the tag older
+        cached = self._sorted.get(order_by)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        ordered = query.sort_runs(list(self._by_key.values()), order_by)
+        self._sorted[order_by] = (generation, ordered)
+        return ordered
+
+    def dag_ids(self) -> list[str]:
+        return sorted(d for d, runs in self._by_dag.items() if runs)
+
+    def __len__(self) -> int:
+        return len(self._by_key)

@@ -1,0 +1,86 @@
+"""`leoflow standalone` preparation and refusals, without starting the whole system."""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from leoflow.cli.standalone import ensure_admin
+from leoflow.config import Config
+from leoflow.store.factory import open_store
+from leoflow.store.repos import build
+
+
+def _config(home: Path) -> Config:
+    return Config(home=str(home))
+
+
+def test_admin_is_created_once_with_a_generated_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEOFLOW_ADMIN_PASSWORD", raising=False)
+    lines: list[str] = []
+    ensure_admin(_config(tmp_path), lines.append)
+    assert len(lines) == 1 and "password: " in lines[0] and "shown once" in lines[0]
+    password = lines[0].split("password: ")[1].split()[0]
+    ensure_admin(_config(tmp_path), lines.append)
+    assert password not in lines[1] and "as set before" in lines[1]
+    from leoflow.api.auth.passwords import verify_password
+
+    store = open_store(_config(tmp_path))
+    try:
+        user = build(store, config=_config(tmp_path)).users.get("admin")
+        assert user is not None and user.record.role == "admin"
+        assert verify_password(password, user.record.password_hash)
+    finally:
+        store.close()
+
+
+def test_admin_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEOFLOW_ADMIN_PASSWORD", "correct horse battery")
+    lines: list[str] = []
+    ensure_admin(_config(tmp_path), lines.append)
+    monkeypatch.setenv("LEOFLOW_ADMIN_PASSWORD", "another long password")
+    ensure_admin(_config(tmp_path), lines.append)
+    assert all("correct horse" not in line and "another long" not in line for line in lines)
+    from leoflow.api.auth.passwords import verify_password
+
+    store = open_store(_config(tmp_path))
+    try:
+        user = build(store, config=_config(tmp_path)).users.get("admin")
+        assert user is not None and verify_password("another long password", user.record.password_hash)
+    finally:
+        store.close()
+
+
+def _standalone(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"LEOFLOW_HOME": str(home), "PATH": "/usr/bin:/bin", "LEOFLOW_ADMIN_PASSWORD": "a-long-password"}
+    return subprocess.run([sys.executable, "-m", "leoflow.cli.main", "standalone", "--no-ui", *args],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _standalone("--port", str(port), home=tmp_path / "lf-home")
+    assert done.returncode == 1
+    assert f"port {port} (--port) is already in use" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_second_standalone_on_the_same_home_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "lf-home"
+    home.mkdir()
+    with open(home / "standalone.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = _standalone(home=home)
+    assert done.returncode == 1 and "another `leoflow standalone` is running" in done.stderr
+
+
+def test_missing_dags_repo_directory(tmp_path: Path) -> None:
+    done = _standalone("--dags-repo", str(tmp_path / "nope"), home=tmp_path / "lf-home")
+    assert done.returncode == 1 and "no such directory" in done.stderr

@@ -1,0 +1,94 @@
+"""The in-process run projection: same answers as a scan, read-your-writes, other writers via watch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from leoflow.domain.states import DagRunState
+from leoflow.store.port import Store
+from leoflow.store.repos import Repositories, RunQuery
+from leoflow.store.sqlite import SqliteStore
+from tests.store.repos.conftest import make_run
+
+
+def test_projection_answers_like_a_scan_and_follows_other_writers(store: Store) -> None:
+    writer = Repositories.open(store, root="lf")
+    for i in range(6):
+        writer.runs.create(make_run("a" if i % 2 else "b", i, state=DagRunState.SUCCESS), [])
+    reader = Repositories.open(store, root="lf", projection=True)
+    try:
+        q = RunQuery(order_by="-run_after", limit=3, offset=1)
+        scan, proj = writer.runs.list(q), reader.runs.list(q)
+        assert [r.record for r in proj.items] == [r.record for r in scan.items]
+        assert proj.total_entries == scan.total_entries == 6
+        assert reader.runs.counts_by_state() == writer.runs.counts_by_state()
+        # another process-like writer (its own aggregate) creates, updates and deletes
+        new = writer.runs.create(make_run("c", 9), [])
+        writer.runs.update(new, replace(new.record, state=DagRunState.RUNNING))
+        writer.runs.delete("b", make_run("b", 0).run_id)
+        assert reader.projection is not None
+        final = writer.runs.get("c", new.record.run_id)
+        assert final is not None
+        assert reader.projection.wait_for(final.index, timeout=10)
+        deadline_ok = False
+        for _ in range(200):
+            latest = reader.runs.latest(["c", "b"])
+            if latest.get("c") and latest["c"][0].record.state == DagRunState.RUNNING and \
+                    all(r.record.run_after.day != 1 for r in latest.get("b", [])):
+                deadline_ok = True
+                break
+            reader.projection.wait_for(reader.projection.index + 1, timeout=0.05)
+        assert deadline_ok
+        assert reader.runs.list(RunQuery()).total_entries == 6
+        assert reader.projection.refreshes >= 2
+    finally:
+        reader.close()
+
+
+def test_read_your_writes_without_waiting(store: Store) -> None:
+    repos = Repositories.open(store, root="lf", projection=True)
+    try:
+        v = repos.runs.create(make_run("d", 1), [])
+        assert [r.record.run_id for r in repos.runs.list(RunQuery(dag_ids=["d"])).items] == [v.record.run_id]
+        assert repos.projection is not None
+        repos.projection.stop()  # from here on only local writes and the listings we feed it
+        v2 = repos.runs.update(v, replace(v.record, state=DagRunState.FAILED))
+        assert repos.runs.counts_by_state(["d"]) == {"d": {"failed": 1}}
+        # a listing taken before the write, arriving after it, does not revert it
+        repos.projection._apply(v.index, [])
+        assert repos.runs.list(RunQuery(dag_ids=["d"])).items[0].index == v2.index
+        repos.runs.delete("d", v.record.run_id)
+        assert repos.runs.list(RunQuery(dag_ids=["d"])).total_entries == 0
+        assert len(repos.projection) == 0
+    finally:
+        repos.close()
+
+
+def test_sorted_cache_follows_changes_and_filters(store: Store) -> None:
+    repos = Repositories.open(store, root="lf", projection=True)
+    try:
+        v = [repos.runs.create(make_run("e", i, state=DagRunState.SUCCESS), []) for i in range(4)]
+        newest = RunQuery(order_by="-run_after", limit=2)
+        assert [r.record.run_after.day for r in repos.runs.list(newest).items] == [4, 3]
+        repos.runs.update(v[3], replace(v[3].record, state=DagRunState.FAILED))
+        repos.runs.create(make_run("e", 9, state=DagRunState.RUNNING), [])
+        assert [r.record.run_after.day for r in repos.runs.list(newest).items] == [10, 4]
+        failed = repos.runs.list(RunQuery(states=["failed"], order_by="-run_after"))
+        assert [r.record.run_after.day for r in failed.items] == [4] and failed.total_entries == 1
+        assert repos.runs.list(RunQuery(order_by="-run_after", offset=4)).total_entries == 5
+    finally:
+        repos.close()
+
+
+def test_close_is_prompt_and_leaves_the_store_safe_to_close(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    repos = Repositories.open(store, root="lf", projection=True)
+    time.sleep(0.1)  # the watch thread is now inside a blocking query
+    started = time.monotonic()
+    repos.close()
+    took = time.monotonic() - started
+    assert repos.projection is not None and repos.projection._thread is None  # it has left the store
+    store.close()
+    assert took < 2.0
