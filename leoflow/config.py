@@ -134,9 +134,21 @@ class NomadConfig:
     cert_file: str = ""
     key_file: str = ""
     verify: bool = True
-    datacenters: str = "dc1"
+    datacenters: str = "dc1"  # comma list
     node_pool: str = ""
-    placement_timeout: float = 300.0
+    node_class: str = ""  # constraint ${node.class} = this, when set
+    meta: str = ""  # comma list of key=value added to every task job's meta
+    placement_timeout: float = 300.0  # a try not placed by then fails with the scheduler's reason
+    # Plain calls; blocking queries and the event stream add their own wait on top.
+    timeout: float = 15.0
+    blocking_wait: float = 60.0  # seconds a blocking query waits (fallback when events are off)
+    job_prefix: str = "lf"  # task job ids are <prefix>-<dag>-<task>-<hash>-t<try>
+    priority: int = 50
+    kill_timeout: float = 30.0
+    log_max_files: int = 3
+    log_max_file_size_mb: int = 10
+    log_drain_timeout: float = 10.0  # how long a finished try waits for its log copy before reporting
+    vault_role: str = ""  # Nomad workload-identity role for tasks that declare connections/variables
 
 
 @dataclass

@@ -52,7 +52,11 @@ def make_executor(cfg: config_mod.Config, store: Any) -> Any:
         except ModuleNotFoundError as exc:
             raise CliError("config key scheduler.executor='nomad': the Nomad executor is not part of this "
                            "build; use 'agents'") from exc
-        return module.NomadExecutor.from_config(cfg, store)
+        factory = getattr(getattr(module, "NomadExecutor", None), "from_config", None)
+        if factory is None:
+            raise CliError("config key scheduler.executor='nomad': leoflow.executors.nomad has no "
+                           "NomadExecutor.from_config(config, store)")
+        return factory(cfg, store)
     raise CliError(f"config key scheduler.executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
 
 
@@ -87,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
     except StoreError as exc:
         raise CliError(f"cannot open the store: {exc}") from exc
     repos = build(store, config=cfg)
-    executor = make_executor(cfg, store)
+    try:
+        executor = make_executor(cfg, store)
+    except CliError:
+        repos.close()
+        store.close()
+        raise
     options = Options(executor_name=cfg.scheduler.executor, parallelism=cfg.scheduler.parallelism,
                       catchup_per_wakeup=cfg.scheduler.catchup_per_wakeup)
     service = SchedulerService(repos, executor, root=cfg.store.prefix, leader_ttl=cfg.scheduler.leader_ttl,

@@ -131,16 +131,19 @@ class GitSource:
             raise GitSourceError("repository", f"cannot prepare the git cache at {self.path}: {exc}") from exc
         previous = self._last.version if self._last is not None else self._rev(repo, TARGET_REF)
         warnings: list[str] = []
+        forced = False
         if fetch or previous is None:
             try:
-                repo.git.fetch("--force", "--no-tags", "origin", f"+{self.ref}:{TARGET_REF}",
-                               kill_after_timeout=self.timeout)
+                _, _, progress = repo.git.fetch("--force", "--no-tags", "origin", f"+{self.ref}:{TARGET_REF}",
+                                                kill_after_timeout=self.timeout, with_extended_output=True)
             except git.GitCommandError as exc:
                 raise _classify(exc) from exc
-        current = self._rev(repo, TARGET_REF)
+            # git marks a non-fast-forward update of the target ref this way: no merge-base call needed
+            forced = "(forced update)" in str(progress)
+        current = self._rev(repo, TARGET_REF)  # peeled: an annotated tag gives its commit
         if current is None:
             raise GitSourceError("ref", f"ref {self.ref!r} of {redact(self.url)} does not name a commit")
-        if previous and previous != current and not repo.is_ancestor(previous, current):
+        if previous and previous != current and forced:
             warnings.append(f"history rewritten: {self.ref} moved from {previous[:12]} to {current[:12]}, "
                             f"which does not contain it (force push?); applying {current[:12]}")
         if self._last is not None and self._last.version == current and not warnings:

@@ -76,7 +76,8 @@ class AgentsExecutor:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return iter(())
-                wait = min(remaining, self._reap_interval)
+                # Short slices: the reaper runs on time, and a missed store wake-up costs little.
+                wait = min(remaining, self._reap_interval, 0.25)
                 result = self.queue.store.watch(self.queue.events_prefix(), index=self._events_index,
                                                 wait=wait, recurse=True)
                 self._events_index = result.index

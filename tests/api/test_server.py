@@ -184,3 +184,56 @@ def test_ready_is_503_problem_when_store_is_down(api: ApiHarness) -> None:
     assert "store" in doc["detail"]
     health = api.anon.simulate_get("/api/v2/monitor/health").json
     assert health["metadatabase"]["status"] == "unhealthy"
+
+
+def test_spans_are_exported_over_otlp_http(tmp_path: Any) -> None:
+    """A real OTLP/HTTP exporter posting to a loopback collector (a stdlib HTTP server)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from leoflow.config import Config
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append((self.path, self.headers.get("Content-Type", ""), body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    collector = HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=collector.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    config = Config()
+    config.server.tracing_enabled = True
+    config.server.otlp_endpoint = f"http://127.0.0.1:{collector.server_port}/v1/traces"
+    from datetime import UTC, datetime
+
+    from leoflow.api.context import build_context
+    from leoflow.api.server import create_app
+    from leoflow.store.sqlite import SqliteStore
+
+    config.home = str(tmp_path / "otlp-home")
+    config.auth.jwt_secret = "o" * 40
+    ctx = build_context(config, store=SqliteStore(tmp_path / "otlp.db"), clock=lambda: datetime.now(UTC),
+                        projection=False)
+    try:
+        import falcon.testing
+
+        client = falcon.testing.TestClient(create_app(ctx))
+        assert client.simulate_get("/health/ready").status_code == 200
+        assert ctx.tracer_provider is not None
+        ctx.tracer_provider.force_flush(timeout_millis=5000)
+        assert received, "no OTLP export arrived"
+        path, ctype, body = received[0]
+        assert path == "/v1/traces" and ctype == "application/x-protobuf"
+        assert b"GET /health/ready" in body and b"leoflow-server" in body
+    finally:
+        ctx.close()
+        collector.shutdown()
+        collector.server_close()

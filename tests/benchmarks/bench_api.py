@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -39,7 +40,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -238,16 +238,27 @@ def run_backend(name: str, args: argparse.Namespace) -> None:
                                                           "?limit=10&order_by=-run_after"),
                     ("GET run's taskInstances", lambda r: "/api/v2/dags/{}/dagRuns/{}/taskInstances".format(
                         *pairs[r.randrange(len(pairs))])),
+                    # Extra run-side reads: the "anything running?" probe every UI screen polls, one
+                    # run, and the Browse > Task Instances page (every TI of every run, cursor mode).
+                    ("GET ~/dagRuns running probe", lambda r: "/api/v2/dags/~/dagRuns?limit=1&state=running"
+                                                             "&state=queued"),
+                    ("GET a dagRun", lambda r: "/api/v2/dags/{}/dagRuns/{}".format(*pairs[r.randrange(len(pairs))])),
+                    ("GET ~/~/taskInstances page", lambda r: "/api/v2/dags/~/dagRuns/~/taskInstances?cursor="
+                                                            "&limit=50&order_by=-id"),
                 ]
+                if args.only:
+                    endpoints = [e for e in endpoints if re.search(args.only, e[0])]
                 print(f"   server: {args.workers} workers x {args.threads} threads; client: {args.concurrency} "
                       f"threads, {args.requests} requests per endpoint")
                 for label, make_path in endpoints:
-                    lat, rps, errs = measure(base, token, make_path, args.requests, args.concurrency, args.warmup)
+                    n = args.requests if "~/~" not in label else max(20, args.requests // 20)
+                    warm = args.warmup if "~/~" not in label else 2
+                    lat, rps, errs = measure(base, token, make_path, n, args.concurrency, warm)
                     print(f"   {label:32s} p50 {pct(lat, 50) * 1e3:7.2f} ms  p95 {pct(lat, 95) * 1e3:7.2f} ms  "
                           f"p99 {pct(lat, 99) * 1e3:7.2f} ms  mean {statistics.fmean(lat) * 1e3:7.2f} ms  "
                           f"{rps:7.1f} req/s  errors {errs}")
                     # One request alone (no concurrency): what a single UI call costs end to end.
-                    solo, _, _ = measure(base, token, make_path, max(50, args.requests // 10), 1, 5)
+                    solo, _, _ = measure(base, token, make_path, max(20, n // 10), 1, 5)
                     print(f"   {'  (1 client)':32s} p50 {pct(solo, 50) * 1e3:7.2f} ms  "
                           f"p99 {pct(solo, 99) * 1e3:7.2f} ms")
         finally:
@@ -266,6 +277,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--only", help="regex: measure only the endpoints whose label matches")
     args = parser.parse_args()
     print(json.dumps({k: v for k, v in vars(args).items()}))
     for name in (("sqlite", "consul-fake") if args.backend == "both" else (args.backend,)):

@@ -20,6 +20,7 @@ Nothing is asserted (figures only, per the project rules).
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import statistics
 import tempfile
@@ -129,6 +130,7 @@ def bench(n: int, wakeups: int) -> dict[str, float]:
 
 
 def main() -> None:
+    logging.getLogger("leoflow").setLevel(logging.ERROR)  # the elector's "stepping down" at each teardown
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="*", default=[10, 100, 500])
     parser.add_argument("--wakeups", type=int, default=20)

@@ -45,7 +45,7 @@ SCREENS = (
     Screen("03_dag_overview", "/dags/etl", ("Latest Dag Version", "Failed Run", "extract", "report")),
     Screen("04_dag_runs_tab", "/dags/etl/runs", ("{failed}", "{running}", "manual")),
     Screen("05_dag_tasks_tab", "/dags/etl/tasks", ("transform", "ContainerTask")),
-    Screen("06_dag_calendar_tab", "/dags/etl/calendar", ("Calendar",)),
+    Screen("06_dag_calendar_tab", "/dags/etl/calendar", ("Total Runs", "Week 1", "Planned")),
     Screen("07_dag_audit_log_tab", "/dags/etl/events", ("trigger",)),
     Screen("08_dag_code_tab", "/dags/etl/code", ("report: true",)),
     Screen("09_dag_details_tab", "/dags/etl/details", ("Nightly ETL", "@daily")),

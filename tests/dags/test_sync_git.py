@@ -422,3 +422,10 @@ def test_a_damaged_cache_is_rebuilt(git_repo: GitRepo, tmp_path: Path) -> None:
     with pytest.raises(GitSourceError) as err:
         GitSource("x", str(git_repo.path), "main", blocked).refresh()
     assert err.value.kind == "repository" and str(err.value).startswith("cannot prepare the git cache at ")
+
+
+def test_an_annotated_tag_ref_reports_its_commit(git_repo: GitRepo, tmp_path: Path) -> None:
+    git_repo.write("a.yaml", dag_yaml("a"))
+    sha = git_repo.commit()
+    git_repo.git("tag", "-a", "v1.0", "-m", "release")
+    assert GitSource("t", str(git_repo.path), "v1.0", tmp_path / "cache").refresh().version == sha

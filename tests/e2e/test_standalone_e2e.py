@@ -9,13 +9,35 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, DagRepo, Standalone, wait_for
+from tests.e2e.conftest import PASSWORD, DagRepo, Standalone, start_standalone, wait_for
 
 pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Standalone, DagRepo]]:
+    """One standalone for the failure-injection tests (its supervisor restarts what they kill).
+
+    A short leader session lets a restarted scheduler take over in seconds, not 2 x 15 s.
+    """
+    base = tmp_path_factory.mktemp("shared")
+    repo = DagRepo(base / "dags-repo")
+    repo.path.mkdir()
+    repo.git("init", "-q", "-b", "main")
+    repo.commit({"README.md": "e2e\n"}, "init")
+    (base / "home").mkdir()
+    sa = start_standalone(base / "leoflow-home", repo.path, extra_env={
+        "HOME": str(base / "home"), "LEOFLOW_STORE__SESSION_TTL_MIN": "1", "LEOFLOW_SCHEDULER__LEADER_TTL": "2",
+        "LEOFLOW_SCHEDULER__LOCK_DELAY": "0.5"})
+    try:
+        yield sa, repo
+    finally:
+        sa.stop()
 
 
 def _mark(marks: Path) -> str:
@@ -122,8 +144,9 @@ def test_standalone_runs_a_committed_dag_retries_and_times_out(dag_repo: DagRepo
     assert again.api.get(f"/api/v2/dags/e2e_chain/dagRuns/{run_id}")["state"] == "success"
 
 
-def test_agent_killed_mid_task_is_retried_and_no_try_runs_twice(dag_repo: DagRepo, standalone_factory,
+def test_agent_killed_mid_task_is_retried_and_no_try_runs_twice(shared: tuple[Standalone, DagRepo],
                                                                 tmp_path: Path) -> None:
+    sa, dag_repo = shared
     marks = tmp_path / "marks"
     marks.mkdir()
     gate = tmp_path / "gate"
@@ -133,7 +156,6 @@ def test_agent_killed_mid_task_is_retried_and_no_try_runs_twice(dag_repo: DagRep
     retry_delay: 1s
     command: ["sh", "-c", '{_mark(marks)}; if [ "$AIRFLOW_CTX_TRY_NUMBER" -lt 2 ]; then sleep 60; fi']
 """)})
-    sa: Standalone = standalone_factory(dag_repo)
     sa.api.wait_dag("e2e_victim")
     run_id = sa.api.trigger("e2e_victim")
     wait_for(lambda: (marks / "victim.1").exists(), 60, "the first try to start")
@@ -144,8 +166,9 @@ def test_agent_killed_mid_task_is_retried_and_no_try_runs_twice(dag_repo: DagRep
     assert not gate.exists()
 
 
-def test_scheduler_killed_mid_run_completes_without_double_execution(dag_repo: DagRepo, standalone_factory,
+def test_scheduler_killed_mid_run_completes_without_double_execution(shared: tuple[Standalone, DagRepo],
                                                                      tmp_path: Path) -> None:
+    sa, dag_repo = shared
     marks = tmp_path / "marks"
     marks.mkdir()
     tasks = "".join(
@@ -155,10 +178,6 @@ def test_scheduler_killed_mid_run_completes_without_double_execution(dag_repo: D
     command: ["sh", "-c", '{_mark(marks)}; sleep 0.3']
 """ for i in range(8))
     dag_repo.commit({"long.yaml": _dag("e2e_long", tasks)})
-    # A short leader session so the restarted scheduler takes over in seconds, not 2 x 15 s.
-    sa: Standalone = standalone_factory(dag_repo, extra_env={
-        "LEOFLOW_STORE__SESSION_TTL_MIN": "1", "LEOFLOW_SCHEDULER__LEADER_TTL": "2",
-        "LEOFLOW_SCHEDULER__LOCK_DELAY": "0.5"})
     sa.api.wait_dag("e2e_long")
     run_id = sa.api.trigger("e2e_long")
     wait_for(lambda: (marks / "t2.1").exists(), 60, "the run to be under way")
@@ -168,8 +187,9 @@ def test_scheduler_killed_mid_run_completes_without_double_execution(dag_repo: D
     assert _runs(marks) == {f"t{i}.1": 1 for i in range(8)}
 
 
-def test_link_drop_while_a_task_finishes_reports_exactly_once(dag_repo: DagRepo, standalone_factory,
+def test_link_drop_while_a_task_finishes_reports_exactly_once(shared: tuple[Standalone, DagRepo],
                                                               tmp_path: Path) -> None:
+    sa, dag_repo = shared
     marks = tmp_path / "marks"
     marks.mkdir()
     gate = tmp_path / "gate"
@@ -180,7 +200,6 @@ def test_link_drop_while_a_task_finishes_reports_exactly_once(dag_repo: DagRepo,
     upstream: [slow]
     command: ["sh", "-c", '{_mark(marks)}']
 """)})
-    sa: Standalone = standalone_factory(dag_repo)
     sa.api.wait_dag("e2e_linkdrop")
     run_id = sa.api.trigger("e2e_linkdrop")
     wait_for(lambda: (marks / "slow.1").exists(), 60, "the task to start")

@@ -96,10 +96,14 @@ class Rig:
         raise AssertionError(f"run {run_id} did not finish in {timeout}s; task states: {states}")
 
     def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Poll ``check``; a metric sample not emitted yet (KeyError) counts as "not yet"."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if check():
-                return
+            try:
+                if check():
+                    return
+            except KeyError:
+                pass
             time.sleep(0.02)
         raise AssertionError(f"timed out waiting for {what}")
 

@@ -14,6 +14,7 @@ import pytest
 
 from leoflow.domain import actions
 from leoflow.domain.dag import DAG, Task
+from leoflow.domain.records import Pool
 from leoflow.domain.states import DagRunState
 from leoflow.domain.states import TaskInstanceState as S
 from leoflow.domain.states import TriggerRule as TR
@@ -378,3 +379,24 @@ def test_a_run_whose_decisions_exceed_one_transaction(rig: Rig) -> None:
     states = {t.state for tid, t in rig.tis("wide", run.run_id).items() if tid != "root"}
     assert states == {S.UPSTREAM_FAILED}
     assert svc.metrics.sample("leoflow_scheduler_decisions_total", {"kind": "upstream_failed"}) == 80
+
+
+def test_pool_slots_and_priority_weight_order(rig: Rig) -> None:
+    order = rig.tmp / "order.txt"
+    rig.repos.pools.upsert(Pool("tiny", 1))
+
+    def step(name: str, weight: int) -> Task:
+        code = f"import time;open({str(order)!r},'a').write({name!r}+'\\n');time.sleep(0.3)"
+        return Task(name, pool="tiny", priority_weight=weight, command=py(code))
+
+    dag = dag_of("pooled", step("low", 1), step("high", 10), step("mid", 5))
+    rig.publish(dag)
+    svc = rig.service()
+    run = rig.trigger(dag)
+    m = svc.metrics
+    rig.wait_for("two tasks waiting for the pool's one slot",
+                 lambda: m.sample("leoflow_scheduler_pool_queue_depth", {"pool": "tiny"}) == 2)
+    assert rig.wait_run("pooled", run.run_id).state is DagRunState.SUCCESS
+    assert order.read_text().split() == ["high", "mid", "low"]
+    spans = sorted((t.start_date, t.end_date) for t in rig.tis("pooled", run.run_id).values())
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never two at once in a 1-slot pool

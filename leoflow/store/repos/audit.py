@@ -8,7 +8,7 @@ the newest page be read without touching older days.
 
 Read costs (unfiltered, newest first): one keys listing of the day buckets, one keys-only listing
 per recent day (older days' counts are cached in-process: nobody appends to them any more), and
-one list per day bucket the page spans (usually one): 3-4 requests whatever the log's size.
+one list per day bucket the page spans (usually one): 2-4 requests whatever the log's size.
 Filtered or other orders: one list of the whole log.
 """
 
@@ -91,15 +91,13 @@ class AuditRepository:
         settled = day_of(datetime.now(UTC) - timedelta(days=2))  # no writer's clock is that far behind
         self._day_counts = {d: n for d, n in self._day_counts.items() if d in days}
         counts: dict[str, int] = {}
-        day_keys: dict[str, list[str]] = {}
         for day in days:
             if day in self._day_counts:
                 counts[day] = self._day_counts[day]
                 continue
-            names = sorted(self.store.keys(self.ks.audit_prefix(day), separator=None), reverse=True)
-            day_keys[day], counts[day] = names, len(names)
+            counts[day] = len(self.store.keys(self.ks.audit_prefix(day), separator=None))
             if day < settled:
-                self._day_counts[day] = len(names)
+                self._day_counts[day] = counts[day]
         total = sum(counts.values())
         items: list[AuditEvent] = []
         skip, need = offset, limit
@@ -109,13 +107,10 @@ class AuditRepository:
             if skip >= counts[day]:
                 skip -= counts[day]
                 continue
-            names = day_keys.get(day)
-            if names is None:
-                names = sorted(self.store.keys(self.ks.audit_prefix(day), separator=None), reverse=True)
-            wanted = names[skip:] if need is None else names[skip : skip + need]
+            entries = sorted(self.store.list(self.ks.audit_prefix(day)), key=lambda e: e.key, reverse=True)
+            wanted = entries[skip:] if need is None else entries[skip : skip + need]
             skip = 0
-            found = {e.key: e for e in self.store.list(self.ks.audit_prefix(day))}
-            items.extend(codec.decode(AuditEvent, k, found[k].value) for k in wanted if k in found)
+            items.extend(codec.decode(AuditEvent, e.key, e.value) for e in wanted)
             if need is not None:
                 need -= len(wanted)
         return Page(items, total)
