@@ -167,6 +167,17 @@ class VaultConfig:
     kv_mount: str = "secret"
     connections_path: str = "leoflow/connections"
     variables_path: str = "leoflow/variables"
+    # issue 8 additions (leoflow/secrets/)
+    approle_mount: str = "approle"  # auth mount agents (and servers) log in with
+    oidc_key: str = "leoflow"  # identity/oidc/key signing the agents' identity tokens (bootstrap)
+    identity_ttl: str = "15m"  # life of an agent identity token (bootstrap)
+    jwks_min_refresh: float = 10.0  # seconds between JWKS re-fetches triggered by an unknown kid
+    session_key_path: str = ""  # KV v2 path (in kv_mount) holding the UI session signing key, field "key"
+    pki_mount: str = "pki"
+    pki_role: str = ""  # set: the agent gets its mTLS client certificate from <pki_mount>/issue/<role>
+    pki_ttl: str = "72h"
+    pki_dir: str = ""  # where the agent writes the issued certificate; default $LEOFLOW_HOME/agent-tls
+    secrets_enabled: bool = True  # read connections/variables from Vault KV when vault.addr is set
 
 
 @dataclass

@@ -346,22 +346,27 @@ def is_cursor_mode(req: falcon.Request) -> bool:
     return req.get_param("cursor") is not None
 
 
+def cursor_start(req: falcon.Request, limit: int) -> int:
+    """The position of the first row of the page the request's ``cursor`` asks for (0 for ``cursor=``).
+
+    For callers that read only the rows they need (``cursor_page`` over a prefix of the result).
+    """
+    raw = req.get_param("cursor") or ""
+    if raw == "":
+        return 0
+    if raw.startswith(WILDCARD):
+        return max(0, _decode_cursor(raw[1:]) - limit)
+    return _decode_cursor(raw)
+
+
 def cursor_page(req: falcon.Request, sorted_rows: Sequence[T], *, limit: int) -> CursorPage:
     """Cursor paging over an already filtered and sorted sequence.
 
     The cursor is an opaque position in the ordered result; a backward cursor is the same prefixed
     with ``~`` (as Airflow's). The first page is ``cursor=`` (empty). ``total_entries`` is exact.
     """
-    raw = req.get_param("cursor") or ""
     total = len(sorted_rows)
-    if raw == "":
-        start = 0
-    elif raw.startswith(WILDCARD):
-        end = _decode_cursor(raw[1:])
-        start = max(0, end - limit)
-    else:
-        start = _decode_cursor(raw)
-    start = min(start, total)
+    start = min(cursor_start(req, limit), total)
     rows = list(sorted_rows[start : start + limit])
     nxt = _encode_cursor(start + limit) if start + limit < total else None
     prev = WILDCARD + _encode_cursor(start) if start > 0 else None

@@ -151,3 +151,28 @@ def test_batch_list_and_bulk_update(api, client):
     ]}), "PATCH", bulk_path)
     assert out["update"]["success"] and out["delete"]["errors"][0]["status_code"] == 501
     assert api.repos.task_instances.get(TIKey("etl", "r1", "load")).record.note == "bulk note"
+
+
+def test_cursor_over_many_runs_reads_lazily_and_caps_the_count(api, client, monkeypatch):
+    from leoflow.api.public import task_instances
+
+    api.seed_dag("etl", tasks=("extract", "transform", "load"))
+    for i in range(6):
+        api.seed_run("etl", f"r{i}", state="success", run_after=T0 + timedelta(hours=i),
+                     ti_states={"extract": "success", "transform": "success", "load": "failed"})
+    monkeypatch.setattr(task_instances, "CURSOR_COUNT_LIMIT", 4)
+    reads: list[str] = []
+    original = api.repos.task_instances.list_for_run
+    monkeypatch.setattr(api.repos.task_instances, "list_for_run",
+                        lambda d, r: reads.append(r) or original(d, r))
+    url = "/api/v2/dags/~/dagRuns/~/taskInstances?limit=2&order_by=-id&cursor="
+    page = get_ok(client, url)
+    assert [(t["dag_run_id"], t["task_id"]) for t in page["task_instances"]] == [("r5", "transform"), ("r5", "load")]
+    assert page["total_entries"] == 4 and page["total_entries_limit"] == 4  # "at least 4"
+    assert reads == ["r5", "r4"]  # two runs were enough for the page and the capped count
+    seen = [(t["dag_run_id"], t["task_id"]) for t in page["task_instances"]]
+    while page["next_cursor"]:
+        page = get_ok(client, url + page["next_cursor"])
+        seen += [(t["dag_run_id"], t["task_id"]) for t in page["task_instances"]]
+    assert len(seen) == 18 == len(set(seen))
+    assert page["total_entries"] == 18 and page["total_entries_limit"] is None

@@ -185,6 +185,9 @@ def test_cursor_paging_forward_and_back() -> None:
     assert back.rows == [0, 1, 2]
     last = dto.cursor_page(_req(f"cursor={second.next_cursor}"), rows, limit=3)
     assert last.rows == [6] and last.next_cursor is None
+    assert dto.cursor_start(_req("cursor="), 3) == 0
+    assert dto.cursor_start(_req(f"cursor={second.next_cursor}"), 3) == 6
+    assert dto.cursor_start(_req(f"cursor={second.previous_cursor}"), 3) == 0
     with pytest.raises(problem.Problem) as err:
         dto.cursor_page(_req("cursor=garbage!"), rows, limit=3)
     assert err.value.status_code == 422

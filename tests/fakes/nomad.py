@@ -737,11 +737,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _end_stream(self) -> None:
         try:
-            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.write(b"0\r\n\r\n")  # a complete chunked body: the connection stays usable
             self.wfile.flush()
         except OSError:
-            pass
-        self.close_connection = True
+            self.close_connection = True
 
     def _dispatch(self, method: str) -> None:
         fake = self.fake

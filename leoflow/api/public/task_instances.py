@@ -139,6 +139,66 @@ def _shape(versions: Versions) -> Callable[[Row], dict[str, Any]]:
     return lambda r: _runs.ti_response(r.ti, r.run.record, versions)
 
 
+# Orderings whose first key belongs to the run: rows of one run are then contiguous in the result.
+RUN_LEVEL_KEYS: dict[str, Callable[[Versioned[DagRun]], Any]] = {
+    "id": lambda v: v.create_index,
+    "run_after": lambda v: v.record.run_after,
+    "logical_date": lambda v: v.record.logical_date,
+    "data_interval_start": lambda v: v.record.data_interval_start,
+    "data_interval_end": lambda v: v.record.data_interval_end,
+}
+# Cursor pages across many runs count matches only up to this many (``total_entries_limit``), as
+# Airflow caps its count (50,000 there; lower here because each run is one store read).
+CURSOR_COUNT_LIMIT = 1000
+
+
+def _cursor_by_runs(
+    ctx: Any, req: falcon.Request, runs: list[Versioned[DagRun]], ti_preds: list[Callable[[Row], bool]],
+    orders: list[dto.Order],
+) -> dict[str, Any]:
+    """A cursor page over the TIs of many runs, reading runs in result order and stopping early.
+
+    The Browse > Task Instances page asks for ``~/~`` newest first; reading every run of the
+    store for 50 rows would cost one store read per run. Since the first sort key is the run's,
+    runs are visited in that order (runs with equal keys together) and reading stops once the
+    page, the probe for a next page and the count up to ``CURSOR_COUNT_LIMIT`` are known.
+    """
+    first = orders[0]
+    run_key = RUN_LEVEL_KEYS[first.field]
+    ordered_runs = dto.sort_rows(runs, [dto.Order("k", first.descending), dto.Order("c", first.descending)],
+                                 {"k": run_key, "c": lambda v: v.create_index})
+    page = dto.page(req)
+    raw = req.get_param("cursor") or ""
+    start = 0
+    if raw:  # dto's cursors are positions; a backward one ("~" + end) starts one page earlier
+        start = max(0, dto._decode_cursor(raw[1:]) - page.limit) if raw.startswith("~") else dto._decode_cursor(raw)
+    needed = max(start + page.limit + 1, CURSOR_COUNT_LIMIT)
+    rows: list[Row] = []
+    i = 0
+    exhausted = True
+    while i < len(ordered_runs):
+        group = [ordered_runs[i]]
+        value = run_key(ordered_runs[i])
+        i += 1
+        while i < len(ordered_runs) and run_key(ordered_runs[i]) == value:
+            group.append(ordered_runs[i])
+            i += 1
+        batch = [r for r in rows_for_runs(ctx, group) if all(p(r) for p in ti_preds)]
+        rows.extend(dto.sort_rows(batch, orders, SORTING.keys))
+        if len(rows) >= needed and i < len(ordered_runs):
+            exhausted = False
+            break
+    cpage = dto.cursor_page(req, rows, limit=page.limit)
+    versions = Versions(ctx)
+    return {
+        "task_instances": [_runs.ti_response(r.ti, r.run.record, versions) for r in cpage.rows],
+        "total_entries": len(rows) if exhausted else min(len(rows), CURSOR_COUNT_LIMIT),
+        "total_entries_limit": None if exhausted else CURSOR_COUNT_LIMIT,
+        "next_cursor": cpage.next_cursor,
+        "previous_cursor": cpage.previous_cursor,
+    }
+
+
 class TaskInstanceCollection:
     roles = {"GET": Role.VIEWER, "PATCH": Role.USER}
 
@@ -150,6 +210,10 @@ class TaskInstanceCollection:
         run_preds = _run_predicates(req)
         ti_preds = _ti_predicates(req)
         runs = [r for r in runs if all(p(r) for p in run_preds)]
+        orders = SORTING.orders(dto.query_list(req, "order_by"))
+        if dto.is_cursor_mode(req) and len(runs) > 1 and orders[0].field in RUN_LEVEL_KEYS:
+            resp.media = _cursor_by_runs(self.ctx, req, runs, ti_preds, orders)
+            return
         resp.media = _query.listing(
             req, rows_for_runs(self.ctx, runs), ti_preds, SORTING, "task_instances", _shape(Versions(self.ctx)),
             cursor_allowed=True,

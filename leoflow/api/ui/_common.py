@@ -8,6 +8,7 @@ cached here by the same key.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -82,8 +83,6 @@ def subset(dag: DAG, root: str | None, upstream: bool, downstream: bool, depth: 
     order = task_order(dag)
     if not root:
         return order
-    import re
-
     try:
         pattern = re.compile(root)
     except re.error as exc:

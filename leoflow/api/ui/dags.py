@@ -2,8 +2,7 @@
 
 Filters, ordering and paging follow Airflow's ``get_dags_ui``. Every filter is evaluated on the
 DAG entries (one prefix list) and the in-process run projection, so the list page costs a few
-reads whatever the number of runs. ``is_favorite`` is per user, read from the favorites
-repository when the store has one.
+reads whatever the number of runs. ``is_favorite`` is per user (``repos.favorites``).
 """
 
 from __future__ import annotations
@@ -97,10 +96,7 @@ def dag_fields(entry: Any, error_files: set[str]) -> dict[str, Any]:
 
 
 def favorites_of(ctx: Any, username: str) -> set[str]:
-    repo = getattr(ctx.repos, "favorites", None)
-    if repo is None:
-        return set()
-    return set(repo.for_user(username))
+    return set(ctx.repos.favorites.for_user(username))
 
 
 Predicate = Callable[[Any], bool]

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import falcon
@@ -24,6 +26,7 @@ from leoflow.api.context import AppContext
 from leoflow.api.public import _runs
 from leoflow.api.ui import _common
 from leoflow.domain.records import TaskInstance
+from leoflow.store.repos.task_instances import snapshot_from_entries
 
 NDJSON = "application/x-ndjson"
 
@@ -148,31 +151,66 @@ def _aggregate(states: list[str | None]) -> str | None:
     return None
 
 
+# Summary lines keyed by run, valid while the run's TI entries are unchanged (same count, same
+# highest modify index) and the run uses the same DAG version: decoding 50 TIs per run on every
+# poll is most of this endpoint's cost, and finished runs never change unless cleared or marked.
+_LINES: OrderedDict[tuple[int, str, str], tuple[tuple[int, ...], str | None]] = OrderedDict()
+_LINES_MAX = 4096
+_LINES_LOCK = threading.Lock()
+
+
+def _cached_line(key: tuple[int, str, str], stamp: tuple[int, ...]) -> tuple[bool, str | None]:
+    with _LINES_LOCK:
+        hit = _LINES.get(key)
+        if hit is not None and hit[0] == stamp:
+            _LINES.move_to_end(key)
+            return True, hit[1]
+    return False, None
+
+
+def _remember(key: tuple[int, str, str], stamp: tuple[int, ...], line: str | None) -> None:
+    with _LINES_LOCK:
+        _LINES[key] = (stamp, line)
+        _LINES.move_to_end(key)
+        while len(_LINES) > _LINES_MAX:
+            _LINES.popitem(last=False)
+
+
 class TiSummaries:
     roles = {"GET": Role.VIEWER}
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
+    def _line(self, dag_id: str, run: Any, latest_number: int | None) -> str | None:
+        tis = self.ctx.repos.task_instances
+        prefix = tis.ks.ti_run_prefix(dag_id, run.run_id)
+        entries = tis.store.list(prefix)
+        version = run.dag_version_number or latest_number or 0
+        stamp = (version, len(entries), max((e.modify_index for e in entries), default=0))
+        key = (id(self.ctx.repos), dag_id, run.run_id)
+        hit, line = _cached_line(key, stamp)
+        if hit:
+            return line
+        snap = snapshot_from_entries(dag_id, run.run_id, prefix, entries)
+        dag = _runs.dag_at(self.ctx, dag_id, version) if version else None
+        order = _common.task_order(dag) if dag is not None else []
+        doc = summarize(dag_id, run.run_id, order, [v.record for v in snap.current])
+        line = None if doc is None else json.dumps(doc, separators=(",", ":")) + "\n"
+        _remember(key, stamp, line)
+        return line
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str) -> None:
         entry = _common.require_dag(self.ctx, dag_id)
-        run_ids = list(dict.fromkeys(dto.query_list(req, "run_ids")))
-        repos = self.ctx.repos
-        runs = {r: repos.runs.get(dag_id, r) for r in run_ids}
-        present = [(dag_id, r) for r in run_ids if runs[r] is not None]
-        snapshots = repos.task_instances.list_for_runs(present) if present else {}
         latest_number = _common.latest_number(entry)
         chunks: list[str] = []
-        for run_id in run_ids:
-            run = runs[run_id]
-            snap = snapshots.get((dag_id, run_id))
-            if run is None or snap is None:
+        for run_id in dict.fromkeys(dto.query_list(req, "run_ids")):
+            found = self.ctx.repos.runs.get(dag_id, run_id)
+            if found is None:
                 continue
-            dag = _runs.dag_at(self.ctx, dag_id, run.record.dag_version_number or latest_number)
-            order = _common.task_order(dag) if dag is not None else []
-            line = summarize(dag_id, run_id, order, [v.record for v in snap.current])
+            line = self._line(dag_id, found.record, latest_number)
             if line is not None:
-                chunks.append(json.dumps(line, separators=(",", ":")) + "\n")
+                chunks.append(line)
         body = "".join(chunks).encode()
         etag = 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         resp.set_header("ETag", etag)

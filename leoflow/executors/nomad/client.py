@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from nomad.api import exceptions as nomad_exc
 from nomad.api.base import Requester
 
@@ -81,6 +83,12 @@ class NomadClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session = requests.Session()
+        # A pooled keep-alive connection the server closed while idle fails on reuse; retrying
+        # is safe for every call we make (registering is create-only under EnforceIndex).
+        retry = Retry(total=2, connect=2, read=1, status=0, other=0, allowed_methods=None, backoff_factor=0.05,
+                      raise_on_status=False)
+        self._session.mount("http://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
+        self._session.mount("https://", HTTPAdapter(max_retries=retry, pool_maxsize=32))
         self._req = _Raw(
             address=settings.addr, namespace=settings.namespace, token=settings.token or None,
             timeout=settings.timeout, verify=settings.verify, cert=settings.cert or (),

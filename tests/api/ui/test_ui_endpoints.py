@@ -300,3 +300,13 @@ def test_every_ui_read_needs_a_session(seeded: Seeded, api: ApiHarness) -> None:
                  "/ui/structure/structure_data?dag_id=etl", "/ui/auth/menus", "/ui/teams"):
         result = api.anon.simulate_get(path)
         assert result.status_code == 401, path
+
+
+def test_favorites_are_per_user(seeded: Seeded, api: ApiHarness) -> None:
+    admin, viewer = api.client("admin"), api.client("viewer")
+    assert admin.simulate_post("/api/v2/dags/idle/favorite").status_code == 204
+    mine = get(admin, "/ui/dags", "is_favorite=true&limit=10")
+    assert [d["dag_id"] for d in mine["dags"]] == ["idle"] and mine["dags"][0]["is_favorite"] is True
+    assert get(viewer, "/ui/dags", "is_favorite=true")["dags"] == []
+    everything = {d["dag_id"]: d["is_favorite"] for d in get(admin, "/ui/dags")["dags"]}
+    assert everything == {"etl": False, "idle": True}

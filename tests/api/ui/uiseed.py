@@ -28,8 +28,9 @@ def etl_dag(version: int) -> DAG:
     }
     if version >= 2:
         tasks["report"] = Task("report", command=("echo", "report"), upstream=frozenset({"load"}))
-    return DAG(dag_id="etl", tasks=tasks, description="Nightly ETL", schedule="@daily", start_date=T0 - timedelta(days=30),
-               tags=("etl", "prod"), owner="data", fileloc="dags/etl.yaml", is_paused_upon_creation=False,
+    return DAG(dag_id="etl", tasks=tasks, description="Nightly ETL", schedule="@daily",
+               start_date=T0 - timedelta(days=30), tags=("etl", "prod"), owner="data", fileloc="dags/etl.yaml",
+               is_paused_upon_creation=False,
                params={"rows": Param("rows", default=10, schema={"type": "integer", "minimum": 1})})
 
 
@@ -49,7 +50,8 @@ def _ti(run: DagRun, task_id: str, state: TaskInstanceState | None, *, start: da
     return TaskInstance(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, state=state,
                         try_number=try_number if state not in (None, S.UPSTREAM_FAILED, S.SKIPPED) else 0, max_tries=1,
                         start_date=start, end_date=end, queued_dttm=start - timedelta(seconds=5) if start else None,
-                        scheduled_dttm=start - timedelta(seconds=10) if start else None, hostname="agent-1" if start else None,
+                        scheduled_dttm=start - timedelta(seconds=10) if start else None,
+                        hostname="agent-1" if start else None,
                         executor="agents", dag_version_number=version, note=note)
 
 
