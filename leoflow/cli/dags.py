@@ -1,8 +1,9 @@
 """`leoflow dags ...`: DAG files as a DAG repository's CI sees them.
 
 ``validate`` and ``list`` work on files on disk and need no server or store; they parse exactly as
-the scheduler's sync does (same loader, same Python sandbox). Server-backed subcommands register
-on the same ``dags`` sub-parser (see ``register``): add a ``_add_<name>(dags_sub)`` function.
+the scheduler's sync does (same loader, same Python sandbox). ``list`` without ``--repo`` and
+``show|pause|unpause|trigger`` ask a running server (leoflow.cli.dags_api); ``test`` runs one DAG on
+this machine without a server (leoflow.cli.dags_test).
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ EXIT_INVALID = 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    dags = sub.add_parser("dags", help="validate and inspect DAG files")
+    from leoflow.cli import dags_api, dags_test
+    from leoflow.cli.client import EXIT_CODES_EPILOG
+
+    dags = sub.add_parser("dags", help="list, trigger, test and validate DAGs", epilog=EXIT_CODES_EPILOG)
     dags_sub = dags.add_subparsers(dest="dags_command", metavar="SUBCOMMAND")
     dags.set_defaults(func=lambda _args: dags.print_help() or 2)
     _add_validate(dags_sub)
     _add_list(dags_sub)
+    dags_api.register_server(dags_sub)
+    dags_test.register_test(dags_sub)
 
 
 def _limit_args(parser: argparse.ArgumentParser) -> None:
@@ -69,10 +75,19 @@ def _add_validate(dags_sub: argparse._SubParsersAction) -> None:
 
 
 def _add_list(dags_sub: argparse._SubParsersAction) -> None:
-    p = dags_sub.add_parser("list", help="show the DAGs a repository would load (id, schedule, tasks, version)")
-    p.add_argument("--repo", required=True, metavar="PATH", help="the DAG repository directory")
-    p.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    from leoflow.cli.client import EXIT_CODES_EPILOG, add_output_arg
+    from leoflow.cli.dags_api import add_server_list_args
+
+    p = dags_sub.add_parser(
+        "list", help="the server's DAGs; with --repo PATH, the DAGs a repository would load (offline)",
+        description="Without --repo: the DAGs of the running server (filters --tag, --pattern, --paused, "
+                    "--active). With --repo PATH: parse the repository on disk as the scheduler would "
+                    "(id, schedule, tasks, content version) without any server.",
+        epilog=EXIT_CODES_EPILOG)
+    p.add_argument("--repo", metavar="PATH", help="list a DAG repository directory on disk instead (offline)")
+    add_output_arg(p)
     _limit_args(p)
+    add_server_list_args(p)
     p.set_defaults(func=cmd_list)
 
 
@@ -132,6 +147,10 @@ def _commit(repo: Path) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if not args.repo:
+        from leoflow.cli.dags_api import cmd_list_server
+
+        return cmd_list_server(args)
     repo = Path(args.repo)
     if not repo.is_dir():
         raise CliError(f"--repo {args.repo}: not a directory")
@@ -145,6 +164,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: r["dag_id"])
     if args.output == "json":
         print(json.dumps(rows, indent=2))
+    elif args.output == "yaml":
+        from leoflow.cli.output import dump
+
+        dump(rows, "yaml")
     else:
         header = ("DAG_ID", "SCHEDULE", "TASKS", "VERSION", "FILE")
         table = [header] + [(r["dag_id"], r["schedule"] or "None", str(r["tasks"]), r["version"], r["fileloc"])

@@ -420,3 +420,11 @@ def revoke_secret_ids(client: hvac.Client, s: BootstrapSettings, role: str) -> i
         _call(f"destroy a secret id of {role}", lambda a=acc: client.auth.approle.destroy_secret_id_accessor(
             role, a, mount_point=s.approle_mount))
     return len(accessors)
+
+
+def rotate_signing_key(client: hvac.Client, s: BootstrapSettings, verification_ttl: str | None = None) -> None:
+    """Rotate the OIDC key now. (hvac 2.4's ``rotate_named_key`` posts to the key itself instead of
+    ``.../rotate``, which silently rotates nothing; we call the documented endpoint directly.)"""
+    body = {"verification_ttl": verification_ttl} if verification_ttl else {}
+    _call(f"rotate identity/oidc/key/{s.oidc_key}", lambda: client.adapter.post(
+        f"/v1/identity/oidc/key/{s.oidc_key}/rotate", json=body))

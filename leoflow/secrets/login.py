@@ -92,7 +92,7 @@ class VaultSession:
             if self.settings.token_file:
                 return self._from_token_file()
             now = self._clock()
-            if self._client is None or now >= self._expires_at - 1.0:
+            if self._client is None or now >= self._expires_at - 0.25:
                 self._login()
             elif now >= self._renew_at:
                 self._renew_or_login()

@@ -62,9 +62,11 @@ def explain(exc: BaseException, what: str) -> VaultError:
 
 def _errors(exc: BaseException) -> str:
     errors: Any = getattr(exc, "errors", None)
-    if isinstance(errors, list):
-        return "; ".join(str(e) for e in errors if e)
-    return str(errors) if errors else ""
+    parts = errors if isinstance(errors, list) else [errors]
+    text = "; ".join(str(e) for e in parts if e)
+    # Vault wraps errors as "1 error occurred:\n\t* permission denied\n\n": one line is enough.
+    text = " ".join(text.replace("* ", "").split())
+    return text.removeprefix("1 error occurred: ")
 
 
 def data(response: Any, what: str) -> dict[str, Any]:

@@ -512,10 +512,13 @@ class SqliteStore:
         while True:
             self._reap_if_due()
             with self._use() as conn:
+                # Read the global index first: a write landing between the two reads is then either
+                # in `entries` or makes `now_idx != seen` below; read after, it could be in neither
+                # and the watch would sleep its whole wait.
+                (seen,) = conn.execute("SELECT idx FROM meta WHERE id = 1").fetchone()
                 current, entries = self._read_index(conn, key, recurse)
                 if current > index or index == 0:
                     return WatchResult(current, entries)
-                (seen,) = conn.execute("SELECT idx FROM meta WHERE id = 1").fetchone()
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

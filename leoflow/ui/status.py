@@ -215,9 +215,11 @@ def executors_view(entries: Iterable[QueuedTry], live: Iterable[AgentLive], serv
         executor = ti.executor or "agents"
         counts[executor] += 1
         if executor == "nomad":
+            # Until Nomad has the job, the scheduler marks the try with the executor's name only.
+            job = ti.executor_ref if ti.executor_ref and ti.executor_ref != executor else None
             nomad.append(RunningTry(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.map_index,
                                     try_number=ti.try_number, pool=ti.queue, since=ti.start_date or ti.queued_dttm,
-                                    state=str(ti.state), executor="nomad", executor_ref=ti.executor_ref))
+                                    state=str(ti.state), executor="nomad", executor_ref=job))
     agent_tries = tuple(sorted((_running(e) for e in entries if e.status == "claimed"),
                                key=lambda t: (t.pool, t.dag_id, t.run_id, t.task_id)))
     return ExecutorsView(pools=pools_view(entries, live, healthy),

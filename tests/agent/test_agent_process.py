@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -47,6 +48,12 @@ def test_help_and_bad_config() -> None:
     bad = subprocess.run([sys.executable, "-m", "leoflow.agent.main", "--capacity", "0"], capture_output=True,
                          text=True, timeout=30, check=False)
     assert bad.returncode == 2 and "agent.capacity" in bad.stderr and "Traceback" not in bad.stderr
+    labels = subprocess.run([sys.executable, "-m", "leoflow.agent.main"], capture_output=True, text=True,
+                            timeout=30, check=False, env={**os.environ, "LEOFLOW_AGENT__LABELS": "zone=a,oops"})
+    assert labels.returncode == 2 and "agent.labels: 'oops' is not key=value" in labels.stderr
+    runtime = subprocess.run([sys.executable, "-m", "leoflow.agent.main"], capture_output=True, text=True,
+                             timeout=30, check=False, env={**os.environ, "LEOFLOW_AGENT__RUNTIME": "lxc"})
+    assert runtime.returncode == 2 and "agent.runtime" in runtime.stderr
 
 
 def test_no_token_is_a_clear_error(tmp_path: Path) -> None:

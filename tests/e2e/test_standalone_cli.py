@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import socket
 import subprocess
 import sys
@@ -84,3 +85,18 @@ def test_a_second_standalone_on_the_same_home_is_refused(tmp_path: Path) -> None
 def test_missing_dags_repo_directory(tmp_path: Path) -> None:
     done = _standalone("--dags-repo", str(tmp_path / "nope"), home=tmp_path / "lf-home")
     assert done.returncode == 1 and "no such directory" in done.stderr
+
+
+def test_ui_bundle_is_installed_once_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leoflow.cli.standalone import ensure_ui
+
+    if not os.environ.get("LEOFLOW_CACHE"):
+        # `make test` exports it; by hand, use the repository's cache (where `make setup` put the wheel).
+        monkeypatch.setenv("LEOFLOW_CACHE", str(Path(__file__).resolve().parents[2] / ".cache"))
+    lines: list[str] = []
+    assert ensure_ui(tmp_path / "lf-home", lines.append)
+    assert lines[0].startswith("Installing the Airflow UI bundle")
+    assert any("installed Airflow UI" in line for line in lines)
+    again: list[str] = []
+    assert ensure_ui(tmp_path / "lf-home", again.append)
+    assert again == []

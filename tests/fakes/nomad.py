@@ -174,6 +174,7 @@ class FakeNomad:
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=100_000)
         self.faults: list[tuple[str, int, str, int]] = []  # (path prefix, status, body, remaining)
         self.registrations = 0
+        self.alloc_jobs: dict[str, str] = {}  # every allocation ever created -> its job id (kept after GC)
         self._root = Path(tempfile.mkdtemp(prefix="fake-nomad-"))
         self._server: ThreadingHTTPServer | None = None
         self._stopping = False
@@ -450,6 +451,7 @@ class FakeNomad:
         }
         a = _Alloc(data, key, adir)
         self.allocs[alloc_id] = a
+        self.alloc_jobs[alloc_id] = job["ID"]
         self._task_state(a, event={"Type": "Received", "DisplayMessage": "Task received by client"})
         self._publish("Allocation", "AllocationCreated", alloc_id, key[0], {"Allocation": dict(data)},
                       [job["ID"], ev["ID"]])

@@ -42,7 +42,8 @@ class NomadRig:
         self.executors.append(ex)
         return ex
 
-    def collect(self, ex: NomadExecutor, until: Callable[[list[TryEvent]], bool], timeout: float = 20.0) -> list[TryEvent]:
+    def collect(self, ex: NomadExecutor, until: Callable[[list[TryEvent]], bool],
+                timeout: float = 20.0) -> list[TryEvent]:
         """Events of ``ex`` (acknowledging each batch by asking again) until ``until`` holds."""
         got = self.seen.setdefault(id(ex), [])
         deadline = time.monotonic() + timeout

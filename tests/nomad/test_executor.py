@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leoflow.config import Config, NomadConfig
-from leoflow.executors.nomad import NomadClient, NomadError, NomadExecutor, Settings, job_id_for
+from leoflow.executors.nomad import NomadError, NomadExecutor, Settings, job_id_for
 from leoflow.executors.port import TryOutcome
 from leoflow.logs.store import LogStore
 from tests.fakes.nomad import OOM, FakeNomad, Running
@@ -167,9 +167,9 @@ def test_settings_come_from_config_with_tls_verification_on_by_default(tmp_path:
     assert s.verify is True and s.token == "from-file" and s.addr == "https://nomad.example:4646"
     s = Settings.from_config(NomadConfig(ca_file="/etc/nomad/ca.pem", cert_file="c.pem", key_file="k.pem"))
     assert s.verify == "/etc/nomad/ca.pem" and s.cert == ("c.pem", "k.pem")
-    with pytest.raises(NomadError, match="nomad.cert_file and nomad.key_file"):
+    with pytest.raises(NomadError, match=r"nomad\.cert_file and nomad\.key_file"):
         Settings.from_config(NomadConfig(cert_file="c.pem"))
-    with pytest.raises(NomadError, match="nomad.token_file"):
+    with pytest.raises(NomadError, match=r"nomad\.token_file"):
         Settings.from_config(NomadConfig(token_file=str(tmp_path / "missing")))
     cfg = Config()
     cfg.nomad.meta = "team=data, tier=batch"
@@ -181,7 +181,7 @@ def test_settings_come_from_config_with_tls_verification_on_by_default(tmp_path:
     finally:
         ex.close()
     cfg.nomad.meta = "oops"
-    with pytest.raises(NomadError, match="nomad.meta"):
+    with pytest.raises(NomadError, match=r"nomad\.meta"):
         NomadExecutor.from_config(cfg, None)
 
 

@@ -215,3 +215,22 @@ def test_close_during_a_blocked_watch_wakes_it_without_crashing(tmp_path: Path) 
     assert not any(t.is_alive() for t in watchers)
     assert time.monotonic() - started < 5
     assert len(errors) == 4 and all("closed" in str(e) for e in errors)
+
+
+def test_watch_never_misses_a_write_racing_its_first_read(tmp_path: Path) -> None:
+    """A write right as a watch starts must end the watch with the change, not after its wait."""
+    store = SqliteStore(tmp_path / "race.db")
+    try:
+        store.put("q/seed", b"0")
+        for i in range(150):
+            index = store.watch("q/", index=0, wait=0, recurse=True).index
+            result: list[int] = []
+            watcher = threading.Thread(
+                target=lambda idx=index: result.append(store.watch("q/", index=idx, wait=5, recurse=True).index)
+            )
+            watcher.start()
+            store.put(f"q/{i}", b"x")
+            watcher.join(timeout=10)
+            assert result and result[0] > index, f"iteration {i}: the watch returned without the write"
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hvac
 import pytest
@@ -26,6 +27,9 @@ import requests
 from leoflow.config import Config
 from leoflow.secrets import bootstrap
 from leoflow.secrets.vault import make_client
+
+if TYPE_CHECKING:
+    from tests.vault.rig import VaultRig
 
 STARTUP_TIMEOUT = 15.0
 
@@ -115,3 +119,35 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def vrig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
+    """agentrpc verifying agent tokens against the OpenBao JWKS, over a SQLite store on disk."""
+    from leoflow.agentrpc.server import AgentRpcServer
+    from leoflow.agentrpc.service import ServiceSettings
+    from leoflow.agentrpc.vault_jwks import vault_verifier
+    from leoflow.executors.agents import AgentsExecutor
+    from leoflow.store.sqlite import SqliteStore
+    from tests.vault.rig import VaultRig
+
+    home = tmp_path / "leoflow-home"
+    config = openbao.config(home, jwks_min_refresh=0.0)
+    config.scheduler.agent_heartbeat_timeout = 3.0
+    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
+    verifier = vault_verifier(config.vault)
+    assert verifier is not None
+    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
+                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
+    server.start()
+    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
+                              reap_interval=0.2)
+    rig = VaultRig(home, config, server, executor)
+    try:
+        yield rig
+    finally:
+        for agent in rig.agents:
+            agent.stop()
+        server.stop(grace=0.5)
+        store.close()
+        executor.queue.store.close()

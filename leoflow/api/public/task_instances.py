@@ -148,8 +148,8 @@ RUN_LEVEL_KEYS: dict[str, Callable[[Versioned[DagRun]], Any]] = {
     "data_interval_end": lambda v: v.record.data_interval_end,
 }
 # Cursor pages across many runs count matches only up to this many (``total_entries_limit``), as
-# Airflow caps its count (50,000 there; lower here because each run is one store read).
-CURSOR_COUNT_LIMIT = 1000
+# Airflow caps its count (50,000 there; 250 here: each run is one store read, about 25 runs).
+CURSOR_COUNT_LIMIT = 250
 
 
 def _cursor_by_runs(

@@ -151,29 +151,31 @@ def _aggregate(states: list[str | None]) -> str | None:
     return None
 
 
-# Summary lines keyed by run, valid while the run's TI entries are unchanged (same count, same
-# highest modify index) and the run uses the same DAG version: decoding 50 TIs per run on every
-# poll is most of this endpoint's cost, and finished runs never change unless cleared or marked.
-_LINES: OrderedDict[tuple[int, str, str], tuple[tuple[int, ...], str | None]] = OrderedDict()
-_LINES_MAX = 4096
-_LINES_LOCK = threading.Lock()
+class LineCache:
+    """Summary lines keyed by run, valid while the run's TI entries are unchanged (same count, same
+    highest modify index) and the run uses the same DAG version: decoding 50 TIs per run on every
+    poll is most of this endpoint's cost, and finished runs never change unless cleared or marked.
+    One cache per app (so per store), bounded, thread-safe."""
 
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lines: OrderedDict[tuple[str, str], tuple[tuple[int, ...], str | None]] = OrderedDict()
+        self._lock = threading.Lock()
 
-def _cached_line(key: tuple[int, str, str], stamp: tuple[int, ...]) -> tuple[bool, str | None]:
-    with _LINES_LOCK:
-        hit = _LINES.get(key)
-        if hit is not None and hit[0] == stamp:
-            _LINES.move_to_end(key)
-            return True, hit[1]
-    return False, None
+    def get(self, key: tuple[str, str], stamp: tuple[int, ...]) -> tuple[bool, str | None]:
+        with self._lock:
+            hit = self._lines.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._lines.move_to_end(key)
+                return True, hit[1]
+        return False, None
 
-
-def _remember(key: tuple[int, str, str], stamp: tuple[int, ...], line: str | None) -> None:
-    with _LINES_LOCK:
-        _LINES[key] = (stamp, line)
-        _LINES.move_to_end(key)
-        while len(_LINES) > _LINES_MAX:
-            _LINES.popitem(last=False)
+    def put(self, key: tuple[str, str], stamp: tuple[int, ...], line: str | None) -> None:
+        with self._lock:
+            self._lines[key] = (stamp, line)
+            self._lines.move_to_end(key)
+            while len(self._lines) > self.size:
+                self._lines.popitem(last=False)
 
 
 class TiSummaries:
@@ -181,6 +183,7 @@ class TiSummaries:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
+        self.lines = LineCache()
 
     def _line(self, dag_id: str, run: Any, latest_number: int | None) -> str | None:
         tis = self.ctx.repos.task_instances
@@ -188,8 +191,7 @@ class TiSummaries:
         entries = tis.store.list(prefix)
         version = run.dag_version_number or latest_number or 0
         stamp = (version, len(entries), max((e.modify_index for e in entries), default=0))
-        key = (id(self.ctx.repos), dag_id, run.run_id)
-        hit, line = _cached_line(key, stamp)
+        hit, line = self.lines.get((dag_id, run.run_id), stamp)
         if hit:
             return line
         snap = snapshot_from_entries(dag_id, run.run_id, prefix, entries)
@@ -197,7 +199,7 @@ class TiSummaries:
         order = _common.task_order(dag) if dag is not None else []
         doc = summarize(dag_id, run.run_id, order, [v.record for v in snap.current])
         line = None if doc is None else json.dumps(doc, separators=(",", ":")) + "\n"
-        _remember(key, stamp, line)
+        self.lines.put((dag_id, run.run_id), stamp, line)
         return line
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str) -> None:

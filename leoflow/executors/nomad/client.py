@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 from nomad.api import exceptions as nomad_exc
 from nomad.api.base import Requester
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from leoflow.config import NomadConfig
 

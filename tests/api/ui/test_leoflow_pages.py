@@ -132,3 +132,14 @@ def test_redact_url() -> None:
     assert redact_url("https://u:p@h/x") == "https://***@h/x"
     assert redact_url("git@github.com:team/dags.git") == "git@github.com:team/dags.git"
     assert redact_url("/srv/dags") == "/srv/dags"
+
+
+def test_a_nomad_try_not_placed_yet_has_no_job_id(api: ApiHarness, seeded: Seeded,
+                                                   client: falcon.testing.TestClient) -> None:
+    tis = api.repos.task_instances
+    cur = tis.require(TIKey("etl", RUNNING, "transform"))
+    # What the scheduler writes when it queues a try on Nomad, before the job exists.
+    tis.transition(cur, replace(cur.record, state=TaskInstanceState.QUEUED, executor="nomad", executor_ref="nomad"))
+    data = client.simulate_get("/leoflow/executors.json").json
+    assert data["nomad_tries"][0]["executor_ref"] is None and data["nomad_tries"][0]["state"] == "queued"
+    assert "(not placed yet)" in client.simulate_get("/leoflow/executors").text

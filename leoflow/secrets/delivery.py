@@ -1,0 +1,130 @@
+"""The declared secrets of one try, resolved when it is handed to an agent (adr/0093).
+
+The queue entry only names the connections and variables a task declares (``TryRequest``); the
+values are looked up here at delivery time and travel inside the assignment on the agent's
+authenticated stream, never into the store. A task gets exactly what it declares: nothing is
+inherited from the server or from other tasks.
+
+The same lookup gives the try's :class:`~leoflow.secrets.masking.Masker`; the server runs every
+log line of the try through it before writing. Maskers are cached per try; after a server restart
+they are rebuilt from the queue entry (the request still names the declared secrets).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from leoflow.config import Config
+from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
+from leoflow.secrets.airflow import env_name
+from leoflow.secrets.backend import SecretMissing, SecretsBackend, SecretsUnavailable, vault_kv
+from leoflow.secrets.login import session_from_config
+from leoflow.secrets.masking import Masker
+from leoflow.store.port import Store
+from leoflow.store.repos.agent_queue import AgentQueue, QueuedTry
+from leoflow.store.repos.base import Keyspace
+from leoflow.store.repos.connections import ConnectionRepository
+from leoflow.store.repos.variables import VariableRepository
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_")
+
+
+class TaskSecrets:
+    def __init__(self, backend: SecretsBackend, *, cache_size: int = 4096) -> None:
+        self.backend = backend
+        self._maskers: OrderedDict[TryKey, Masker] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def resolve(self, request: TryRequest) -> tuple[dict[str, str], Masker]:
+        """The env to add for this try and its masker. Raises SecretMissing or SecretsUnavailable."""
+        env: dict[str, str] = {}
+        masker = Masker()
+        for conn_id in request.connections:
+            conn = self.backend.connection(conn_id)
+            if conn is None:
+                raise SecretMissing(self.backend.missing_message("connection", conn_id))
+            env[env_name("CONN", conn_id)] = conn.uri
+            masker.add(*conn.secrets)
+        for key in request.variables:
+            var = self.backend.variable(key)
+            if var is None:
+                raise SecretMissing(self.backend.missing_message("variable", key))
+            env[env_name("VAR", key)] = var.value
+            masker.add(*var.secrets)
+        return env, masker
+
+    def env_for(self, request: TryRequest) -> dict[str, str]:
+        """The try's full env: its own (minus any smuggled ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*``) plus
+        the declared secrets; remembers the masker."""
+        secret_env, masker = self.resolve(request)
+        with self._lock:
+            self._maskers[request.key] = masker
+            self._maskers.move_to_end(request.key)
+            while len(self._maskers) > self._cache_size:
+                self._maskers.popitem(last=False)
+        base = {k: v for k, v in request.env.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+        return {**base, **secret_env}
+
+    def masker(self, key: TryKey, request: Callable[[], TryRequest | None]) -> Masker:
+        with self._lock:
+            found = self._maskers.get(key)
+        if found is not None:
+            return found
+        req = request()
+        if req is None or not (req.connections or req.variables):
+            masker = Masker()
+        else:
+            try:
+                _env, masker = self.resolve(req)
+            except (SecretMissing, SecretsUnavailable) as exc:
+                # Cannot rebuild the mask set: better to hold the lines back than to store a secret.
+                raise SecretsUnavailable(f"cannot mask the log of {key.task_id}: {exc}") from exc
+        with self._lock:
+            self._maskers[key] = masker
+        return masker
+
+    def mask(self, key: TryKey, text: str, request: Callable[[], TryRequest | None]) -> str:
+        return self.masker(key, request).mask(text)
+
+    def forget(self, key: TryKey) -> None:
+        with self._lock:
+            self._maskers.pop(key, None)
+
+
+def prepare(secrets: TaskSecrets | None, repo: AgentQueue, entry: QueuedTry) -> dict[str, str] | None:
+    """The env to deliver with a pending try, or None when it must not be delivered now.
+
+    A declared secret that exists nowhere fails the try at once with a reason naming it (a task
+    that cannot get its credentials would only fail later, less clearly); Vault being unavailable
+    leaves the try pending for the next dispatch round.
+    """
+    request = entry.request
+    if secrets is None:
+        return {k: v for k, v in request.env.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+    try:
+        return secrets.env_for(request)
+    except SecretMissing as exc:
+        event = TryEvent(request.key, TryOutcome.FAILED, datetime.now(UTC), reason=str(exc))
+        if repo.finish(entry, event):
+            log.warning("try failed: a declared secret is missing",
+                        extra={"task_id": request.key.task_id, "reason": str(exc)})
+        return None
+    except SecretsUnavailable as exc:
+        log.warning("secrets unavailable; the try stays pending", extra={"task_id": request.key.task_id,
+                                                                         "error": str(exc)})
+        return None
+
+
+def task_secrets(config: Config, store: Store) -> TaskSecrets:
+    """Built from config: Vault KV when ``[vault]`` can log in, and the store's repositories."""
+    ks = Keyspace(config.store.prefix)
+    backend = SecretsBackend(ConnectionRepository(store, ks), VariableRepository(store, ks),
+                             vault_kv(config.vault, session_from_config(config.vault)))
+    return TaskSecrets(backend)
