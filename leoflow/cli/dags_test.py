@@ -89,6 +89,12 @@ def _find_dag(repo: Path, dag_id: str) -> tuple[Any, str]:
 def _print_try(logs: Any, ti: Any, try_number: int, state: str, show_logs: bool) -> None:
     from leoflow.executors.port import TryKey
 
+    if try_number == 0:
+        label = ti.task_id if ti.map_index == -1 else f"{ti.task_id}[{ti.map_index}]"
+        print(f"── {label}: {paint(state, state_colour(state))} (not run)", flush=True)
+        return
+    if state == "up_for_retry":
+        state = "failed (will retry)"
     took = ""
     if ti.start_date is not None and ti.end_date is not None:
         took = f" in {(ti.end_date - ti.start_date).total_seconds():.2f}s"
@@ -100,6 +106,18 @@ def _print_try(logs: Any, ti: Any, try_number: int, state: str, show_logs: bool)
     for line in chunk.lines:
         stamp = str(line.get("timestamp", ""))[11:23]
         print(f"   {stamp} {str(line.get('level', '')).upper():<7} {line.get('event', '')}", flush=True)
+
+
+def _quiet_logs() -> None:
+    """The scheduler's own log lines (leadership, wake-ups) are noise here; its errors are not."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("leoflow: %(name)s: %(levelname)s: %(message)s"))
+    root = logging.getLogger("leoflow")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR)
+    root.propagate = False
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -144,6 +162,7 @@ def _run(args: argparse.Namespace, dag: Any, source: str, conf: dict[str, Any], 
     from leoflow.store.repos import build
     from leoflow.store.repos.base import TIKey
 
+    _quiet_logs()
     config = Config()
     config.home = str(home)
     config.store.backend = "sqlite"
@@ -177,22 +196,21 @@ def _run(args: argparse.Namespace, dag: Any, source: str, conf: dict[str, Any], 
         while True:
             current = repos.runs.require(dag.dag_id, run_id).record
             state = str(current.state)
+            finished: list[tuple[datetime, str, Any, int, str]] = []
             for versioned in repos.task_instances.list_for_run(dag.dag_id, run_id):
                 ti = versioned.record
                 key = TIKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
                 for old in repos.task_instances.tries(key):
                     if (ti.task_id, ti.map_index, old.try_number) not in printed and old.try_number > 0:
                         printed.add((ti.task_id, ti.map_index, old.try_number))
-                        _print_try(logs, old, old.try_number, str(old.state), not args.no_logs)
+                        finished.append((old.end_date or now, ti.task_id, old, old.try_number, str(old.state)))
                 ti_state = str(ti.state) if ti.state is not None else "none"
                 mark = (ti.task_id, ti.map_index, ti.try_number)
                 if ti_state in TERMINAL_TI and mark not in printed:
                     printed.add(mark)
-                    if ti.try_number > 0:
-                        _print_try(logs, ti, ti.try_number, ti_state, not args.no_logs)
-                    else:
-                        label = ti.task_id if ti.map_index == -1 else f"{ti.task_id}[{ti.map_index}]"
-                        print(f"── {label}: {paint(ti_state, state_colour(ti_state))} (not run)", flush=True)
+                    finished.append((ti.end_date or datetime.now(UTC), ti.task_id, ti, ti.try_number, ti_state))
+            for _at, _task, record, number, shown in sorted(finished, key=lambda f: (f[0], f[1])):
+                _print_try(logs, record, number, shown, not args.no_logs)
             if state in FINISHED_RUN:
                 break
             if args.timeout is not None and time.monotonic() - started > args.timeout:

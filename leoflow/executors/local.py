@@ -166,13 +166,14 @@ class LocalExecutor:
                 def sink(stream: str, text: str) -> None:
                     self._line(key, f"task.{stream}", "error" if stream == "stderr" else "info", text)
 
+                self._line(key, "leoflow.local", "info", f"task starting on {self.hostname}: {request.command[0]}"
+                           if request.command else f"task starting on {self.hostname}")
                 process = start_process(list(request.command), env, try_dir, sink)
                 with self._lock:
                     entry.process = process
                     cancelled = entry.cancel_reason is not None
                 self._events.put(TryEvent(key, TryOutcome.STARTED, _now(), hostname=self.hostname,
                                           executor_ref=f"local:{process.pid}"))
-                self._line(key, "leoflow.local", "info", f"task started on {self.hostname} (pid {process.pid})")
                 if cancelled:
                     process.kill("cancelled", self.kill_grace)
                 status = process.wait(request.timeout_seconds or None, self.kill_grace)

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -154,7 +155,9 @@ class FakeNomad:
     def __init__(self, *, nodes: Sequence[Node] | None = None, heartbeat: float = 30.0, event_buffer: int = 100,
                  acl_tokens: set[str] | None = None, log_rotate_bytes: int | None = None,
                  docker_map: Callable[[str, str, list[str]], list[str]] | None = None,
-                 kill_grace: float = 1.0, events_enabled: bool = True) -> None:
+                 kill_grace: float = 1.0, events_enabled: bool = True,
+                 vault_secrets: dict[str, dict[str, Any]] | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.nodes = list(nodes or [Node()])
         self.heartbeat = heartbeat
         self.event_buffer = event_buffer
@@ -163,6 +166,9 @@ class FakeNomad:
         self.docker_map = docker_map or (lambda image, command, args: [command, *args])
         self.kill_grace = kill_grace
         self.events_enabled = events_enabled
+        self.ssl_context = ssl_context
+        # Vault KV v2 data by API path ("secret/data/x"), for templates of tasks with a vault block.
+        self.vault_secrets = vault_secrets if vault_secrets is not None else {}
         self.cond = threading.Condition()
         self.index = 1
         self.table_index = {"jobs": 1, "allocs": 1, "evals": 1}
@@ -174,6 +180,7 @@ class FakeNomad:
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=100_000)
         self.faults: list[tuple[str, int, str, int]] = []  # (path prefix, status, body, remaining)
         self.registrations = 0
+        self.submitted: list[dict[str, Any]] = []  # every job body registered (kept after purge)
         self.alloc_jobs: dict[str, str] = {}  # every allocation ever created -> its job id (kept after GC)
         self._root = Path(tempfile.mkdtemp(prefix="fake-nomad-"))
         self._server: ThreadingHTTPServer | None = None
@@ -185,6 +192,8 @@ class FakeNomad:
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.ssl_context is not None:
+            self._server.socket = self.ssl_context.wrap_socket(self._server.socket, server_side=True)
         thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="fake-nomad", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -211,7 +220,8 @@ class FakeNomad:
     @property
     def addr(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     # -- test hooks -----------------------------------------------------------------------------
     def script(self, pattern: str, *steps: Step) -> None:
@@ -358,6 +368,7 @@ class FakeNomad:
                     have = existing["JobModifyIndex"] if existing else 0
                     raise HTTPError(500, f"{ENFORCE} {want}: job exists with conflicting job modify index: {have}")
             self.registrations += 1
+            self.submitted.append(json.loads(json.dumps(job)))
             idx = self._bump("jobs")
             stored = {**job, "Namespace": namespace, "Status": "pending", "Stop": False, "Version": 0,
                       "CreateIndex": existing["CreateIndex"] if existing else idx, "ModifyIndex": idx,
@@ -559,6 +570,13 @@ class FakeNomad:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **base}
         for k, v in (task.get("Env") or {}).items():
             env[k] = _INTERP.sub(lambda m: base.get(m.group(1), m.group(0)), v)
+        for tmpl in task.get("Templates") or []:
+            text = render_template(tmpl.get("EmbeddedTmpl", ""), self.vault_secrets if task.get("Vault") else {})
+            dest = a.dir / task["Name"] / tmpl["DestPath"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+            if tmpl.get("Envvars"):
+                env.update(parse_env_file(text))
         return env
 
     def _run(self, a: _Alloc, job: dict[str, Any], task: dict[str, Any]) -> None:
@@ -677,6 +695,74 @@ class FakeNomad:
                 self._bump("allocs")
         return {"EvalID": ev["ID"], "EvalCreateIndex": ev["CreateIndex"], "JobModifyIndex": job["JobModifyIndex"],
                 "Index": self.index}
+
+
+_ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+
+
+def render_template(text: str, secrets: dict[str, dict[str, Any]]) -> str:
+    """consul-template for the forms task templates use: ``with secret``, ``if``/``else``/``end``,
+    ``.Data.data.<field>`` with an optional ``| toJSON`` chain. A secret that does not exist renders
+    its ``with`` block empty, as consul-template does for a missing KV v2 path."""
+    out: list[str] = []
+    stack: list[tuple[str, bool, dict[str, Any] | None]] = []  # (kind, emitting, scope)
+    scope: dict[str, Any] | None = None
+    pos = 0
+
+    def emitting() -> bool:
+        return all(frame[1] for frame in stack)
+
+    for m in _ACTION.finditer(text):
+        if emitting():
+            out.append(text[pos:m.start()])
+        pos = m.end()
+        action = m.group(1)
+        if action.startswith("with secret "):
+            path = json.loads(action.split(" ", 2)[2])
+            data = secrets.get(path)
+            stack.append(("with", data is not None, scope))
+            scope = data
+        elif action.startswith("if "):
+            value = _field(action[3:].strip(), scope)
+            stack.append(("if", bool(value), scope))
+        elif action == "else":
+            kind, cond, saved = stack.pop()
+            stack.append((kind, not cond, saved))
+        elif action == "end":
+            kind, _cond, saved = stack.pop()
+            if kind == "with":
+                scope = saved
+        elif emitting():
+            expr, *pipes = [p.strip() for p in action.split("|")]
+            value: Any = _field(expr, scope)
+            for pipe in pipes:
+                if pipe != "toJSON":
+                    raise ValueError(f"fake template: unsupported function {pipe!r}")
+                value = json.dumps(value)
+            out.append(value if isinstance(value, str) else json.dumps(value))
+    if emitting():
+        out.append(text[pos:])
+    return "".join(out)
+
+
+def _field(expr: str, scope: dict[str, Any] | None) -> Any:
+    if not expr.startswith(".Data.data"):
+        raise ValueError(f"fake template: unsupported expression {expr!r}")
+    data = (scope or {}).get("data", {}) if scope is not None else {}
+    rest = expr[len(".Data.data"):].lstrip(".")
+    return data.get(rest) if rest else data
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=value lines (values may be JSON-quoted), as Nomad reads an ``env = true`` template."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip() or key.lstrip().startswith("#"):
+            continue
+        value = value.strip()
+        env[key.strip()] = json.loads(value) if value.startswith('"') else value
+    return env
 
 
 def _now_rfc3339() -> str:

@@ -88,8 +88,10 @@ def test_placement_failure_fails_only_after_the_configured_wait(any_rig: NomadRi
     key = new_key()
     began = time.monotonic()
     ex.submit(request(key, sh("true"), resources=Resources(cpu=100, memory=50_000_000)))
-    early = any_rig.collect(ex, lambda evs: True)
-    assert not [e for e in early if e.key == key], "nothing is reported while Nomad may still place it"
+    early = list(ex.events(0.5))
+    if time.monotonic() - began < 0.95:  # (on a badly overloaded machine the wait may already be over)
+        assert not [e for e in early if e.key == key], "nothing is reported while Nomad may still place it"
+    any_rig.seen.setdefault(id(ex), []).extend(early)
     end = any_rig.terminal(ex, key)
     assert time.monotonic() - began >= 1.0
     assert end.outcome is TryOutcome.FAILED and end.reason is not None

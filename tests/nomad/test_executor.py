@@ -3,13 +3,14 @@ events disabled, ACLs, the API-call budget per try, and failover adoption."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import pytest
 
 from leoflow.config import Config, NomadConfig
-from leoflow.executors.nomad import NomadError, NomadExecutor, Settings, job_id_for
+from leoflow.executors.nomad import JobSettings, NomadClient, NomadError, NomadExecutor, Settings, job_id_for
 from leoflow.executors.port import TryOutcome
 from leoflow.logs.store import LogStore
 from tests.fakes.nomad import OOM, FakeNomad, Running
@@ -203,3 +204,65 @@ def test_submit_latency_is_recorded(rig: NomadRig) -> None:
     ex.submit(request(key, sh("true")))
     assert ex.metrics.sample("leoflow_nomad_submit_seconds_sum") <= time.perf_counter() - started
     rig.terminal(ex, key)
+
+
+def test_declared_secrets_reach_the_task_through_vault_templates_only(tmp_path: Path) -> None:
+    """Chain of custody: Vault KV -> Nomad template -> task env; never the job spec or the logs."""
+    password = 'p@ss:/?#"word'
+    secrets = {
+        "secret/data/leoflow/connections/warehouse": {"data": {"conn_uri": f"postgres://u:{password}@db/x"}},
+        "secret/data/leoflow/connections/api": {"data": {"conn_type": "http", "host": "api.example", "password":
+                                                         password}},
+        "secret/data/leoflow/variables/token": {"data": {"value": f"multi\nline {password}"}},
+    }
+    with FakeNomad(vault_secrets=secrets, heartbeat=0.3) as fake:
+        rig = NomadRig(fake.addr, "", LogStore(tmp_path / "logs"), fake)
+        ex = rig.executor(vault_role="leoflow-task")
+        try:
+            key = new_key()
+            code = ("import os,json;e=os.environ;"
+                    "json.dump({'w': e['AIRFLOW_CONN_WAREHOUSE'], 'a': json.loads(e['AIRFLOW_CONN_API']),"
+                    "'t': e['AIRFLOW_VAR_TOKEN']}, open(e['LEOFLOW_XCOM_RETURN'],'w'))")
+            ex.submit(request(key, py(code), connections=("warehouse", "api"), variables=("token",)))
+            end = rig.terminal(ex, key)
+            assert end.outcome is TryOutcome.SUCCESS, end.reason
+            got = json.loads(end.xcom_return or "")
+            assert got == {"w": f"postgres://u:{password}@db/x",
+                           "a": {"conn_type": "http", "host": "api.example", "password": password},
+                           "t": f"multi\nline {password}"}
+            (job,) = fake.submitted
+            assert password not in json.dumps(job), "no secret value in the job spec"
+            assert job["TaskGroups"][0]["Tasks"][0]["Vault"] == {"Role": "leoflow-task", "ChangeMode": "noop"}
+            assert password not in rig.logs.path(key).read_text()
+        finally:
+            ex.close()
+
+
+def test_tls_is_verified_with_the_configured_ca_and_client_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    from tests.fakes.tlscerts import make_pki
+
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    ctx.load_verify_locations(pki.ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # mTLS: Nomad's verify_https_client
+    with FakeNomad(ssl_context=ctx, heartbeat=0.3) as fake:
+        logs = LogStore(tmp_path / "logs")
+        good = NomadExecutor(NomadClient(Settings.from_config(NomadConfig(
+            addr=fake.addr, ca_file=str(pki.ca), cert_file=str(pki.client_cert), key_file=str(pki.client_key)))),
+            logs, JobSettings(), read_timeout=5.0)
+        unverified = NomadExecutor(NomadClient(Settings.from_config(NomadConfig(
+            addr=fake.addr, cert_file=str(pki.client_cert), key_file=str(pki.client_key)))), logs, JobSettings())
+        rig = NomadRig(fake.addr, "", logs, fake, executors=[good, unverified])
+        try:
+            key = new_key()
+            good.submit(request(key, sh("echo over tls")))
+            assert rig.terminal(good, key).outcome is TryOutcome.SUCCESS
+            with pytest.raises(NomadError, match="CERTIFICATE_VERIFY_FAILED"):
+                unverified.submit(request(new_key(), sh("true")))
+        finally:
+            for ex in rig.executors:
+                ex.close()

@@ -129,10 +129,13 @@ def vrig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
     from leoflow.agentrpc.vault_jwks import vault_verifier
     from leoflow.executors.agents import AgentsExecutor
     from leoflow.store.sqlite import SqliteStore
-    from tests.vault.rig import VaultRig
+    from tests.vault.rig import VaultRig, server_login
 
     home = tmp_path / "leoflow-home"
-    config = openbao.config(home, jwks_min_refresh=0.0)
+    login = server_login(openbao, tmp_path / "server-creds")
+    # The server logs in with the leoflow-server AppRole: it reads connections/variables at delivery.
+    config = openbao.config(home, jwks_min_refresh=0.0, role_id_file=login.role_id_file,
+                            secret_id_file=login.secret_id_file)
     config.scheduler.agent_heartbeat_timeout = 3.0
     store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
     verifier = vault_verifier(config.vault)

@@ -42,6 +42,21 @@ def provision(bao: OpenBao, agent_id: str, pools: list[str], where: Path, *, wra
                          secret_id_wrapped=wrap_ttl is not None)
 
 
+def server_session(bao: OpenBao, where: Path) -> VaultSession:
+    """A leoflow-server's Vault login (the AppRole role and policy the bootstrap made)."""
+    return VaultSession(server_login(bao, where))
+
+
+def server_login(bao: OpenBao, where: Path) -> LoginSettings:
+    root = bao.root()
+    role = bootstrap.SERVER_ROLE
+    return LoginSettings(
+        addr=bao.addr,
+        role_id_file=str(write_private(where / "server.role-id", bootstrap.role_id(root, bao.settings, role))),
+        secret_id_file=str(write_private(where / "server.secret-id",
+                                         bootstrap.new_secret_id(root, bao.settings, role))))
+
+
 def token_source(bao: OpenBao, login: LoginSettings, role: str | None = None) -> VaultTokenSource:
     return VaultTokenSource(VaultSession(login), role or bao.settings.identity_role)
 

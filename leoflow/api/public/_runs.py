@@ -8,21 +8,21 @@ page of 100 runs usually names one or two versions.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 import falcon
 
+from leoflow.api import audit as audit_log
 from leoflow.api import dto, problem
 from leoflow.domain.dag import DAG
-from leoflow.domain.records import AuditEvent, DagRun, DagVersion, TaskInstance
+from leoflow.domain.records import DagRun, DagVersion, TaskInstance
 from leoflow.store.repos.base import TIKey, Versioned
 from leoflow.store.repos.errors import Conflict, StaleTry
 
@@ -253,25 +253,12 @@ def audit(
     map_index: int | None = None,
     try_number: int | None = None,
     logical_date: datetime | None = None,
-    extra: Any = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record one eventLogs entry for a write made through the API (Airflow's ``action_logging``)."""
-    text = extra if isinstance(extra, str) or extra is None else json.dumps(extra, default=str, sort_keys=True)
-    ctx.repos.audit.append(
-        AuditEvent(
-            event_log_id=0,
-            when=ctx.clock(),
-            event=event,
-            owner=user_name(req),
-            dag_id=dag_id,
-            run_id=run_id,
-            task_id=task_id,
-            map_index=map_index,
-            try_number=try_number,
-            logical_date=logical_date,
-            extra=text,
-        )
-    )
+    """Record one eventLogs entry for a write made through the API (``leoflow.api.audit.record``,
+    which masks secret-looking values in ``extra``)."""
+    audit_log.record(req, event, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=map_index,
+                     try_number=try_number, logical_date=logical_date, extra=extra)
 
 
 def with_cas_retry(attempt: Callable[[], T], what: str, attempts: int = CAS_ATTEMPTS) -> T:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,7 +75,6 @@ class _Try:
     finishing: bool = False
     orphan: bool = False
     copier: LogCopier | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class NomadExecutor:
@@ -179,7 +178,7 @@ class NomadExecutor:
         for alloc in sorted(allocs, key=lambda a: a.get("CreateIndex", 0)):
             if str(alloc.get("JobID", "")).startswith(self.prefix):
                 self._on_alloc(alloc)
-        # A job with no allocation at all (never placed): its placement clock restarts now.
+        # A job with no allocation at all (never placed) gets a full placement wait from now.
         return index
 
     # -- the port -----------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any
 from leoflow.executors.nomad.jobspec import GROUP, TASK
 from leoflow.executors.port import TryOutcome
 
-TERMINAL_CLIENT = frozenset({"complete", "failed", "lost"})
 _FAILURE_EVENTS = ("Driver Failure", "Setup Failure", "Failed Validation", "Failed Artifact Download",
                    "Task hook failed", "Failed Restoring Task")
 

@@ -1,0 +1,82 @@
+"""Optional mutual TLS: agent and agentrpc certificates issued by Vault PKI, the agent's renewed early."""
+
+from __future__ import annotations
+
+import stat
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+
+from leoflow.agent.dial import DialOptions
+from leoflow.agentrpc.gen import agent_pb2 as pb
+from leoflow.agentrpc.gen import agent_pb2_grpc as pb_grpc
+from leoflow.agentrpc.server import AgentRpcServer
+from leoflow.agentrpc.service import ServiceSettings
+from leoflow.agentrpc.vault_jwks import vault_verifier
+from leoflow.executors.agents import AgentsExecutor
+from leoflow.executors.port import TryOutcome
+from leoflow.secrets.login import VaultSession
+from leoflow.secrets.pki import CertKeeper
+from leoflow.store.sqlite import SqliteStore
+from tests.vault.conftest import OpenBao
+from tests.vault.rig import VaultRig, provision, server_session, token_source, wait_until
+
+
+def _serial(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def test_agent_connects_over_mtls_with_vault_certificates_renewed_early(openbao: OpenBao, tmp_path: Path) -> None:
+    s = openbao.settings
+    server_certs = CertKeeper(server_session(openbao, tmp_path), role=s.pki_server_role, common_name="localhost",
+                              ip_sans="127.0.0.1", directory=tmp_path / "server-tls", mount=s.pki_mount)
+    files = server_certs.ensure()
+    home = tmp_path / "home"
+    config = openbao.config(home)
+    config.server.grpc_tls_cert_file = str(files.cert)
+    config.server.grpc_tls_key_file = str(files.key)
+    config.server.grpc_tls_client_ca_file = str(files.ca)
+    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
+    verifier = vault_verifier(config.vault)
+    assert verifier is not None
+    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
+                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
+    server.start()
+    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
+                              reap_interval=0.2)
+    rig = VaultRig(home, config, server, executor)
+    stop = threading.Event()
+    try:
+        login = provision(openbao, "tls-a", ["default"], tmp_path)
+        agent_certs = CertKeeper(VaultSession(login), role=s.pki_agent_role, common_name="tls-a", ttl="6s",
+                                 directory=tmp_path / "agent-tls", mount=s.pki_mount)
+        mine = agent_certs.ensure()
+        assert stat.S_IMODE(mine.key.stat().st_mode) == 0o600
+        first_serial = _serial(mine.cert)
+        opts = DialOptions(f"127.0.0.1:{server.port}", tls_ca_file=str(mine.ca), tls_cert_file=str(mine.cert),
+                           tls_key_file=str(mine.key))
+        agent = rig.agent("tls-a", token_source(openbao, login), opts=opts)
+        keeper = threading.Thread(target=agent_certs.keep_fresh, args=(stop,), daemon=True)
+        keeper.start()
+        key = rig.submit("over-tls", ["sh", "-c", "echo hello over mTLS; sleep 4.5"])
+        wait_until(lambda: agent_certs.issued >= 2, timeout=15, what="the agent certificate to be renewed")
+        assert _serial(mine.cert) != first_serial
+        agent.link.drop()  # the next dial presents the renewed certificate
+        assert rig.wait_terminal(key).outcome is TryOutcome.SUCCESS
+        wait_until(agent.link.connected.is_set, timeout=10, what="the agent to reconnect with its new certificate")
+        # Without a client certificate the handshake itself fails: no token is even looked at.
+        creds = grpc.ssl_channel_credentials(root_certificates=mine.ca.read_bytes())
+        with grpc.secure_channel(f"127.0.0.1:{server.port}", creds) as channel, pytest.raises(grpc.RpcError) as info:
+            pb_grpc.AgentServiceStub(channel).Register(pb.RegisterRequest(agent_id="x", pools=["default"], capacity=1),
+                                                       timeout=5)
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop.set()
+        for a in rig.agents:
+            a.stop()
+        server.stop(grace=0.5)
+        store.close()
+        executor.queue.store.close()
