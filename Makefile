@@ -12,8 +12,8 @@ $(BIN)/python:
 
 setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
-	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium && command -v zsh; } >/dev/null 2>&1 || { echo "installing chromium and zsh (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium zsh >/dev/null; }
 	$(BIN)/leoflow ui install
 
 standalone: setup

@@ -148,7 +148,10 @@ class NomadConfig:
     log_max_files: int = 3
     log_max_file_size_mb: int = 10
     log_drain_timeout: float = 10.0  # how long a finished try waits for its log copy before reporting
-    vault_role: str = ""  # Nomad workload-identity role for tasks that declare connections/variables
+    resync_interval: float = 60.0  # one namespace-wide allocation read while tries run (lost events)
+    # Vault role a task that declares connections/variables logs in with (its workload identity);
+    # leoflow.secrets.bootstrap creates it. Empty: the Nomad server's default role.
+    vault_role: str = "leoflow-task"
 
 
 @dataclass

@@ -117,7 +117,7 @@ consul_addr = {{ keyOrDefault "leoflow/config/store/consul_addr" "http://127.0.0
 consul_datacenter = {{ keyOrDefault "leoflow/config/store/consul_datacenter" "" | toJSON }}
 prefix = {{ keyOrDefault "leoflow/config/store/prefix" "leoflow" | toJSON }}
 retention_days = {{ keyOrDefault "leoflow/config/store/retention_days" "30" }}
-{{ with secret "secret/data/leoflow/consul" }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/consul" }}{{ if .Data.data.token }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}{{ end }}
 
 [scheduler]
 executor = "nomad"
@@ -138,7 +138,7 @@ meta = {{ keyOrDefault "leoflow/config/nomad/meta" "" | toJSON }}
 placement_timeout = {{ keyOrDefault "leoflow/config/nomad/placement_timeout" "300.0" }}
 vault_role = {{ keyOrDefault "leoflow/config/nomad/vault_role" "leoflow-task" | toJSON }}
 ca_file = "/secrets/nomad-ca.pem"
-{{ with secret "secret/data/leoflow/nomad" }}token = {{ .Data.data.token | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/nomad" }}{{ if .Data.data.token }}token = {{ .Data.data.token | toJSON }}{{ end }}{{ end }}
 
 [vault]
 kv_mount = {{ keyOrDefault "leoflow/config/vault/kv_mount" "secret" | toJSON }}

@@ -150,7 +150,7 @@ backend = "consul"
 consul_addr = {{ keyOrDefault "leoflow/config/store/consul_addr" "http://127.0.0.1:8500" | toJSON }}
 consul_datacenter = {{ keyOrDefault "leoflow/config/store/consul_datacenter" "" | toJSON }}
 prefix = {{ keyOrDefault "leoflow/config/store/prefix" "leoflow" | toJSON }}
-{{ with secret "secret/data/leoflow/consul" }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/consul" }}{{ if .Data.data.token }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}{{ end }}
 
 [server]
 bind = "0.0.0.0:{{ env "NOMAD_PORT_http" }}"
@@ -158,11 +158,11 @@ workers = {{ keyOrDefault "leoflow/config/server/workers" "4" }}
 threads = {{ keyOrDefault "leoflow/config/server/threads" "4" }}
 base_url = {{ keyOrDefault "leoflow/config/server/base_url" "" | toJSON }}
 expose_config = {{ keyOrDefault "leoflow/config/server/expose_config" "false" }}
-{{ with secret "secret/data/leoflow/server" }}webhook_secret = {{ .Data.data.webhook_secret | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/server" }}{{ if .Data.data.webhook_secret }}webhook_secret = {{ .Data.data.webhook_secret | toJSON }}{{ end }}{{ end }}
 
 [auth]
 token_expiry_seconds = {{ keyOrDefault "leoflow/config/auth/token_expiry_seconds" "86400" }}
-{{ with secret "secret/data/leoflow/server" }}jwt_secret = {{ .Data.data.jwt_secret | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/server" }}{{ if .Data.data.jwt_secret }}jwt_secret = {{ .Data.data.jwt_secret | toJSON }}{{ end }}{{ end }}
 
 [dags]
 repo = {{ keyOrDefault "leoflow/config/dags/repo" "" | toJSON }}
@@ -245,7 +245,7 @@ home = {{ keyOrDefault "leoflow/config/home" "/var/lib/leoflow" | toJSON }}
 backend = "consul"
 consul_addr = {{ keyOrDefault "leoflow/config/store/consul_addr" "http://127.0.0.1:8500" | toJSON }}
 prefix = {{ keyOrDefault "leoflow/config/store/prefix" "leoflow" | toJSON }}
-{{ with secret "secret/data/leoflow/consul" }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}
+{{ with secret "secret/data/leoflow/consul" }}{{ if .Data.data.token }}consul_token = {{ .Data.data.token | toJSON }}{{ end }}{{ end }}
 
 [server]
 grpc_bind = "0.0.0.0:{{ env "NOMAD_PORT_grpc" }}"

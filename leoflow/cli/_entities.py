@@ -48,10 +48,7 @@ def read_mapping(path: str, fmt: str | None, what: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"{path}: cannot read: {exc}") from None
     try:
-        if kind == "yaml":
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
+        data = yaml.safe_load(text) if kind == "yaml" else json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -83,7 +80,8 @@ def write_mapping(path: str, fmt: str | None, data: dict[str, Any], *, private: 
         os.close(fd)
 
 
-def bulk_create(client: ApiClient, path: str, entities: list[dict[str, Any]], on_existing: str) -> tuple[list[str], list[str]]:
+def bulk_create(client: ApiClient, path: str, entities: list[dict[str, Any]],
+                on_existing: str) -> tuple[list[str], list[str]]:
     """One bulk request (Airflow's ``PATCH`` collection body); returns (succeeded ids, error lines)."""
     if not entities:
         return [], []

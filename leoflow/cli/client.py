@@ -279,8 +279,7 @@ class ApiClient:
                 return
             body = self.get(path, params={**(params or {}), "limit": page, "offset": offset})
             items = body.get(key) or []
-            for item in items:
-                yield item
+            yield from items
             seen += len(items)
             offset += len(items)
             total = body.get("total_entries")

@@ -21,7 +21,7 @@ from leoflow.cli.progress import follow_run
 DAG_COLUMNS = [
     col("DAG_ID", "dag_id"),
     col("PAUSED", "is_paused", lambda v: "33" if v else "32"),
-    col("SCHEDULE", lambda d: d.get("timetable_summary") or d.get("timetable_description")),
+    col("SCHEDULE", lambda d: d.get("timetable_summary") or "None"),
     col("NEXT_RUN", "next_dagrun_run_after"),
     col("TAGS", lambda d: [t.get("name") for t in d.get("tags") or []]),
     col("OWNERS", "owners"),
@@ -114,7 +114,8 @@ def register_server(dags_sub: argparse._SubParsersAction) -> None:
     show.set_defaults(func=cmd_show)
 
     for name, paused in (("pause", True), ("unpause", False)):
-        p = dags_sub.add_parser(name, parents=[parent], help=f"{name} DAGs (scheduled runs {'stop' if paused else 'start'})",
+        effect = "stop" if paused else "start"
+        p = dags_sub.add_parser(name, parents=[parent], help=f"{name} DAGs (scheduled runs {effect})",
                                 epilog=EXIT_CODES_EPILOG)
         p.add_argument("dag_ids", nargs="+", metavar="DAG_ID")
         p.set_defaults(func=cmd_pause, paused=paused)
@@ -125,7 +126,8 @@ def register_server(dags_sub: argparse._SubParsersAction) -> None:
                     "and elapsed time) until the run ends, then each task's state; exit 1 if the run failed.",
         epilog=EXIT_CODES_EPILOG)
     trig.add_argument("dag_id", metavar="DAG_ID")
-    trig.add_argument("--conf", metavar="JSON", help="run configuration, a JSON object (checked against the DAG's params)")
+    trig.add_argument("--conf", metavar="JSON",
+                      help="run configuration, a JSON object (checked against the DAG's params)")
     trig.add_argument("--logical-date", metavar="ISO", help="the run's logical date (default: none, as Airflow 3)")
     trig.add_argument("--run-id", metavar="ID", help="run id (default: manual__<time>)")
     trig.add_argument("--note", help="a note shown with the run")
@@ -210,6 +212,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         output.note(f"warning: {args.dag_id} is paused: the run will not start until it is unpaused "
                     "(use --unpause)")
     final, tis = follow_run(client, args.dag_id, run_id, interval=args.poll_interval, timeout=args.wait_timeout)
+    tis.sort(key=lambda t: (t.get("start_date") or "~", t.get("task_id") or "", t.get("map_index", -1)))
     state = final.get("state")
     if args.output != "table":
         output.dump({**final, "task_instances": tis}, args.output)
@@ -219,8 +222,12 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         took = f" in {duration:.1f}s" if isinstance(duration, int | float) else ""
         print(f"run {run_id} of {args.dag_id}: {output.paint(str(state), state_colour(state))}{took}")
     if state != "success":
-        failed = [t["task_id"] for t in tis if t.get("state") in ("failed", "upstream_failed")]
-        print(f"leoflow: run {run_id} {state}" + (f" (failed: {', '.join(failed)}); see "
-              f"`leoflow tasks logs {args.dag_id} {run_id} {failed[0]}`" if failed else ""), file=sys.stderr)
+        failed = [t["task_id"] for t in tis if t.get("state") == "failed"]
+        upstream = [t["task_id"] for t in tis if t.get("state") == "upstream_failed"]
+        detail = "; ".join(part for part in (
+            f"failed: {', '.join(failed)}" if failed else "",
+            f"upstream_failed: {', '.join(upstream)}" if upstream else "") if part)
+        hint = f"; see `leoflow tasks logs {args.dag_id} {run_id} {failed[0]}`" if failed else ""
+        print(f"leoflow: run {run_id} {state}" + (f" ({detail})" if detail else "") + hint, file=sys.stderr)
         return 1
     return 0

@@ -97,7 +97,7 @@ def _print_try(logs: Any, ti: Any, try_number: int, state: str, show_logs: bool)
         state = "failed (will retry)"
     took = ""
     if ti.start_date is not None and ti.end_date is not None:
-        took = f" in {(ti.end_date - ti.start_date).total_seconds():.2f}s"
+        took = f" in {(ti.end_date - ti.start_date).total_seconds():.3f}s"
     label = ti.task_id if ti.map_index == -1 else f"{ti.task_id}[{ti.map_index}]"
     print(f"── {label}  try {try_number}: {paint(state, state_colour(state))}{took}", flush=True)
     if not show_logs:
@@ -106,6 +106,15 @@ def _print_try(logs: Any, ti: Any, try_number: int, state: str, show_logs: bool)
     for line in chunk.lines:
         stamp = str(line.get("timestamp", ""))[11:23]
         print(f"   {stamp} {str(line.get('level', '')).upper():<7} {line.get('event', '')}", flush=True)
+
+
+def _ensure_pools(repos: Any, dag: Any, capacity: int) -> None:
+    """The pools the DAG names exist on the server, not in the throw-away store: make them here."""
+    from leoflow.domain.records import Pool
+
+    for name in sorted({task.pool for task in dag.tasks.values()}):
+        if name and repos.pools.get(name) is None:
+            repos.pools.create(Pool(name=name, slots=max(capacity, 1), description="made by `leoflow dags test`"))
 
 
 def _quiet_logs() -> None:
@@ -176,6 +185,7 @@ def _run(args: argparse.Namespace, dag: Any, source: str, conf: dict[str, Any], 
     if version is None:
         version = repos.dags.version(dag.dag_id)
     repos.dags.set_paused(dag.dag_id, False)
+    _ensure_pools(repos, once, args.capacity)
     run_id = generate_run_id(DagRunType.MANUAL, now)
     interval = infer_manual_data_interval(once, logical_date) if logical_date is not None else None
     run = DagRun(dag_id=dag.dag_id, run_id=run_id, run_type=DagRunType.MANUAL, state=DagRunState.QUEUED,

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leoflow",
         description="Leoflow: GitOps workflow orchestration on Nomad, Consul and Vault, driven by the Airflow 3 UI.",
+        epilog="exit codes: 0 ok, 1 failure (refused by the server, failed run, not found, unreachable), "
+        "2 usage error",
     )
     parser.add_argument("--version", action="version", version=f"leoflow {leoflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

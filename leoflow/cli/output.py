@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TextIO
 
 import yaml
 
-MIN_COL = 6
+MIN_COL = 5
 ELLIPSIS = "…"
 
 STATE_COLOURS = {
@@ -53,7 +54,13 @@ def terminal_width() -> int | None:
     return None
 
 
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(?:Z|\+00:00)$")
+
+
 def cell(value: Any) -> str:
+    if isinstance(value, str):
+        match = _ISO.match(value)  # UTC instants, shortened for people (json/yaml keep them whole)
+        return f"{match.group(1)} {match.group(2)}" if match else value.replace("\n", " ")
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -79,13 +86,21 @@ def col(header: str, key: str | Callable[[Mapping[str, Any]], Any],
 
 
 def fit(widths: list[int], total: int, sep: int = 2) -> list[int]:
-    """Shrink the widest columns until the row fits ``total`` characters (never below MIN_COL)."""
+    """Widths that fit ``total`` characters: shrink the widest column, again and again, never below
+    MIN_COL; if that is not enough, drop columns from the right (tables put the key columns first)."""
     widths = list(widths)
-    while sum(widths) + sep * (len(widths) - 1) > total:
-        widest = max(range(len(widths)), key=lambda i: widths[i])
-        if widths[widest] <= MIN_COL:
+
+    def size(ws: list[int]) -> int:
+        return sum(ws) + sep * (len(ws) - 1)
+
+    while size(widths) > total:
+        candidates = [i for i in range(len(widths)) if widths[i] > MIN_COL]
+        if not candidates:
             break
+        widest = max(candidates, key=lambda i: widths[i])
         widths[widest] -= 1
+    while len(widths) > 1 and size(widths) > total:
+        widths.pop()
     return widths
 
 
@@ -101,11 +116,14 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], out: Tex
     total = terminal_width()
     if total is not None:
         widths = fit(widths, total)
+    columns = columns[: len(widths)]
+    headers = headers[: len(widths)]
+    cells = [row[: len(widths)] for row in cells]
     last = len(columns) - 1
 
     def line(values: list[str], colours: list[str | None]) -> str:
         parts = []
-        for i, (value, width) in enumerate(zip(values, widths, strict=True)):
+        for i, (value, width) in enumerate(zip(values, widths, strict=False)):
             text = _clip(value, width)
             padded = text if i == last else text.ljust(width)
             parts.append(paint(padded, colours[i], out) if colours[i] else padded)

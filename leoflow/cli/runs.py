@@ -110,5 +110,6 @@ def cmd_mark(args: argparse.Namespace) -> int:
     if args.output != "table":
         output.dump(run, args.output)
     else:
-        print(f"run {args.run_id} of {args.dag_id}: {output.paint(str(run.get('state')), output.state_colour(run.get('state')))}")
+        state = run.get("state")
+        print(f"run {args.run_id} of {args.dag_id}: {output.paint(str(state), output.state_colour(state))}")
     return 0

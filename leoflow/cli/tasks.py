@@ -116,7 +116,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         body = client.get(path, params)
         lines = body.get("content") or []
         next_token = body.get("continuation_token")
-        stalled = next_token is not None and next_token == token
+        stalled = next_token is not None and next_token == (token or "0")
         # A try with no log yet answers one "no logs yet" line without moving the token: show it once.
         if not (stalled and lines and placeholder_shown):
             if stalled and lines:

@@ -30,6 +30,8 @@ def register(subparsers: Any) -> None:
     boot.add_argument("--pki", action="store_true", help="also set up a PKI mount and roles for agent mTLS")
     boot.add_argument("--issuer", help="identity token issuer base URL (default: Vault's own address)")
     boot.add_argument("--identity-ttl", help="agent identity token life (default: [vault] identity_ttl)")
+    boot.add_argument("--nomad-jwks-url", help="Nomad's JWKS (http://<nomad>:4646/.well-known/jwks.json): also "
+                      "set up workload identity login (jwt-nomad) with role [nomad] vault_role for tasks")
     boot.set_defaults(func=_bootstrap)
 
     add = sub.add_parser("agent-add", help="create or update one agent's AppRole role and entity (its pools)")
@@ -87,6 +89,9 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         overrides["issuer"] = args.issuer.rstrip("/")
     if getattr(args, "identity_ttl", None):
         overrides["identity_ttl"] = args.identity_ttl
+    if getattr(args, "nomad_jwks_url", None):
+        overrides["nomad_jwks_url"] = args.nomad_jwks_url
+        overrides["nomad_role"] = config.nomad.vault_role or "leoflow-task"
     return config, client, BootstrapSettings.from_config(config.vault, **overrides)
 
 

@@ -13,11 +13,11 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from leoflow.domain.dag import Resources
 
@@ -86,3 +86,15 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reconciling(Protocol):
+    """An executor whose runtime keeps state outside the store (Nomad jobs) and can drift from it.
+
+    The scheduler calls ``reconcile`` once on becoming leader, after resubmitting queued tries:
+    work that no live try owns is stopped, and a live try whose work vanished gets a LOST event.
+    The agents executor does not implement it: its queue lives in the store itself.
+    """
+
+    def reconcile(self, live_tries: Iterable[TryKey]) -> object: ...

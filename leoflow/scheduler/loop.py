@@ -51,7 +51,7 @@ from leoflow.domain.states import DagRunState, DagRunType, TaskInstanceState
 from leoflow.domain.templating import RenderError
 from leoflow.domain.timetable import DagRunInfo, DataInterval, due_runs, generate_run_id
 from leoflow.domain.try_events import Report, apply_report
-from leoflow.executors.port import Executor, TryEvent, TryKey, TryRequest
+from leoflow.executors.port import Executor, Reconciling, TryEvent, TryKey, TryRequest
 from leoflow.scheduler.dispatch import build_request, ti_try_key, to_try_key
 from leoflow.scheduler.metrics import SchedulerMetrics
 from leoflow.store.fence import Fence
@@ -262,6 +262,7 @@ class Scheduler:
         """
         self.reset()
         resubmitted = 0
+        queued: list[TryKey] = []
         for run_v in self.repos.runs.active():
             rs = self._load(_RunState(run_v))
             run = run_v.record
@@ -279,7 +280,13 @@ class Scheduler:
                                     extra={"task": ti.task_id, "run_id": ti.run_id, "error": str(exc)})
                         continue
                     self._submit(request, ti.scheduled_dttm)
+                    queued.append(request.key)
                     resubmitted += 1
+        if isinstance(self.executor, Reconciling):
+            try:
+                self.executor.reconcile([*queued, *self._live])
+            except Exception as exc:  # a reconcile failure must not keep a new leader from scheduling
+                log.warning("executor reconcile failed", extra={"error": str(exc)})
         log.info("recovered as leader", extra={"resubmitted": resubmitted, "running": len(self._live)})
         return resubmitted
 

@@ -27,7 +27,7 @@ from leoflow.config import VaultConfig
 from leoflow.domain.records import Connection, Variable
 from leoflow.secrets.airflow import connection_from_vault, connection_uri
 from leoflow.secrets.login import VaultSession
-from leoflow.secrets.vault import VaultDenied, VaultError, VaultUnavailable, explain
+from leoflow.secrets.vault import VaultError, explain
 from leoflow.store.repos.connections import ConnectionRepository
 from leoflow.store.repos.variables import VariableRepository
 
@@ -118,10 +118,8 @@ class VaultKv:
         except hvac_exc.InvalidPath:
             return None
         except Exception as exc:
-            err = explain(exc, what)
-            if isinstance(err, VaultDenied | VaultUnavailable):
-                raise SecretsUnavailable(str(err)) from exc
-            raise SecretsUnavailable(str(err)) from exc
+            # Denied, down, or an answer we cannot read: all mean "ask again later", never "absent".
+            raise SecretsUnavailable(str(explain(exc, what))) from exc
         inner = ((answer or {}).get("data") or {}).get("data")
         if inner is None:  # a deleted version: treat as absent
             return None

@@ -62,6 +62,12 @@ class BootstrapSettings:
     pki_server_role: str = "leoflow-server"
     pki_max_ttl: str = "720h"
     pki_ca_common_name: str = "Leoflow agents CA"
+    # Nomad workload identity (what `nomad setup vault` does): a JWT auth mount trusting Nomad's JWKS
+    # and a role giving tasks the leoflow-task policy. Empty: left to the operator.
+    nomad_jwks_url: str = ""
+    nomad_jwt_mount: str = "jwt-nomad"
+    nomad_role: str = "leoflow-task"
+    nomad_audience: str = "vault.io"
 
     @classmethod
     def from_config(cls, vault: VaultConfig, **overrides: Any) -> BootstrapSettings:
@@ -334,6 +340,45 @@ def _ensure_pki(client: hvac.Client, s: BootstrapSettings, report: Report) -> No
         report.add("pki-role", name, "created" if cd is None else "updated")
 
 
+def _ensure_nomad_jwt(client: hvac.Client, s: BootstrapSettings, report: Report) -> None:
+    if not s.nomad_jwks_url:
+        return
+    methods = data(_call("list auth methods", client.sys.list_auth_methods), "list auth methods")
+    mount = methods.get(f"{s.nomad_jwt_mount}/")
+    if mount is None:
+        _call(f"enable JWT auth at {s.nomad_jwt_mount}/", lambda: client.sys.enable_auth_method(
+            "jwt", path=s.nomad_jwt_mount, description="Nomad workload identity for Leoflow tasks"))
+        report.add("auth-mount", s.nomad_jwt_mount, "created")
+    elif mount.get("type") != "jwt":
+        raise VaultError(f"auth mount {s.nomad_jwt_mount}/ is {mount.get('type')}, not jwt")
+    else:
+        report.add("auth-mount", s.nomad_jwt_mount, "unchanged")
+    jwt_auth = client.auth.jwt
+    cfg = _read_or_none("read the Nomad JWT config", lambda: jwt_auth.read_config(path=s.nomad_jwt_mount))
+    cd = (cfg or {}).get("data") or {}
+    if cd.get("jwks_url") != s.nomad_jwks_url or cd.get("default_role") != s.nomad_role:
+        _call("configure the Nomad JWT auth", lambda: jwt_auth.configure(
+            jwks_url=s.nomad_jwks_url, jwt_supported_algs=["RS256", "EdDSA"], default_role=s.nomad_role,
+            path=s.nomad_jwt_mount))
+        report.add("nomad-jwt-config", s.nomad_jwt_mount, "created" if not cd else "updated")
+    else:
+        report.add("nomad-jwt-config", s.nomad_jwt_mount, "unchanged")
+    role = _read_or_none(f"read JWT role {s.nomad_role}", lambda: jwt_auth.read_role(s.nomad_role,
+                                                                                      path=s.nomad_jwt_mount))
+    rd = (role or {}).get("data")
+    if rd and rd.get("token_policies") == [s.task_policy] and rd.get("bound_audiences") == [s.nomad_audience]:
+        report.add("nomad-jwt-role", s.nomad_role, "unchanged")
+        return
+    _call(f"write JWT role {s.nomad_role}", lambda: jwt_auth.create_role(
+        s.nomad_role, user_claim="/nomad_job_id", user_claim_json_pointer=True, allowed_redirect_uris=[],
+        role_type="jwt", bound_audiences=[s.nomad_audience], token_type="service",  # noqa: S106 - a kind
+        token_period="30m",  # noqa: S106 - a duration
+        token_policies=[s.task_policy], path=s.nomad_jwt_mount,
+        claim_mappings={"nomad_namespace": "nomad_namespace", "nomad_job_id": "nomad_job_id",
+                        "nomad_task": "nomad_task"}))
+    report.add("nomad-jwt-role", s.nomad_role, "created" if not rd else "updated")
+
+
 def bootstrap(client: hvac.Client, s: BootstrapSettings) -> Report:
     """Everything but per-agent credentials; run with a token that may manage sys/, auth/ and identity/."""
     report = Report()
@@ -346,6 +391,7 @@ def bootstrap(client: hvac.Client, s: BootstrapSettings) -> Report:
     _ensure_oidc(client, s, report)
     _ensure_approle_role(client, s, SERVER_ROLE, s.server_policy, report)
     _ensure_session_key(client, s, report)
+    _ensure_nomad_jwt(client, s, report)
     return report
 
 

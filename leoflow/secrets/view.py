@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from leoflow.api import problem
 from leoflow.config import Config
 from leoflow.domain.records import Connection, Variable
 from leoflow.secrets.airflow import EXTRA_KEY
-from leoflow.secrets.backend import ResolvedConnection, ResolvedVariable, SecretsBackend, vault_kv
+from leoflow.secrets.backend import (
+    ResolvedConnection,
+    ResolvedVariable,
+    SecretsBackend,
+    SecretsUnavailable,
+    vault_kv,
+)
 from leoflow.secrets.login import session_from_config
 from leoflow.secrets.masking import REPLACEMENT
 from leoflow.store.repos import Repositories
+from leoflow.store.repos.base import Versioned
 
 VAULT_PREFIX = "vault:"
 
@@ -73,3 +83,78 @@ def api_backend(config: Config, repos: Repositories) -> SecretsBackend | None:
     if kv is None:
         return None
     return SecretsBackend(repos.connections, repos.variables, kv)
+
+
+# -- what the API handlers call (one line each; a no-op without Vault) ------------------------------
+_ATTR = "_leoflow_vault_backend"
+_LOCK = threading.Lock()
+
+
+def backend_for(ctx: Any) -> SecretsBackend | None:
+    """The API context's backend, built once and kept on the context (None without Vault: the
+    handlers then behave exactly as before)."""
+    with _LOCK:
+        if _ATTR not in vars(ctx):
+            object.__setattr__(ctx, _ATTR, api_backend(ctx.config, ctx.repos))
+        return vars(ctx)[_ATTR]  # type: ignore[no-any-return]
+
+
+def _unavailable(exc: Exception) -> problem.Problem:
+    return problem.Problem(503, f"Vault is unavailable: {exc}", type_="vault-unavailable")
+
+
+def vault_connection(ctx: Any, conn_id: str) -> Connection | None:
+    """The connection as the API may show it when Vault holds it; None when Vault does not (or is off)."""
+    backend = backend_for(ctx)
+    if backend is None or backend.vault is None:
+        return None
+    try:
+        found = backend.vault.connection(conn_id)
+    except (SecretsUnavailable, ValueError) as exc:
+        raise _unavailable(exc) from exc
+    if found is None:
+        return None
+    source = f"vault:{backend.vault.where('connection', conn_id)}"
+    if isinstance(found, str):
+        return connection_view(ResolvedConnection(conn_id, found, source, None))
+    return connection_view(ResolvedConnection(conn_id, "", source, found))
+
+
+def vault_variable(ctx: Any, key: str) -> Variable | None:
+    backend = backend_for(ctx)
+    if backend is None or backend.vault is None:
+        return None
+    try:
+        value = backend.vault.variable(key)
+    except SecretsUnavailable as exc:
+        raise _unavailable(exc) from exc
+    if value is None:
+        return None
+    return variable_view(ResolvedVariable(key, value, f"vault:{backend.vault.where('variable', key)}"))
+
+
+def with_vault(ctx: Any, kind: str, stored: list[Versioned[Any]]) -> list[Versioned[Any]]:
+    """A collection listing with Vault's records added; a Vault record shadows a store one (Airflow's order)."""
+    backend = backend_for(ctx)
+    if backend is None or backend.vault is None:
+        return stored
+    try:
+        ids = backend.vault.list_ids(kind)
+    except SecretsUnavailable as exc:
+        raise _unavailable(exc) from exc
+    shown: dict[str, Versioned[Any]] = {}
+    for ident in ids:
+        record = vault_connection(ctx, ident) if kind == "connection" else vault_variable(ctx, ident)
+        if record is not None:
+            shown[ident] = Versioned(record, 0, 0)
+    id_of = (lambda r: r.connection_id) if kind == "connection" else (lambda r: r.key)
+    return [v for v in stored if id_of(v.record) not in shown] + list(shown.values())
+
+
+def refuse_if_in_vault(ctx: Any, kind: str, ident: str) -> None:
+    """A store write to an id Vault holds would be shadowed and silently do nothing: 409 instead."""
+    held = vault_connection(ctx, ident) if kind == "connection" else vault_variable(ctx, ident)
+    if held is not None:
+        backend = backend_for(ctx)
+        where = backend.vault.where(kind, ident) if backend is not None and backend.vault is not None else "Vault"
+        raise problem.conflict(f"{kind} `{ident}` is managed in Vault ({where}); change it there")

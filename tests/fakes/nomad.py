@@ -176,6 +176,7 @@ class FakeNomad:
         self.allocs: dict[str, _Alloc] = {}
         self.evals: dict[str, dict[str, Any]] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=event_buffer)
+        self.muted: set[str] = set()  # job ids whose events never reach the stream (a dropped buffer)
         self.scripts: list[tuple[str, tuple[Step, ...]]] = []
         self.requests: deque[tuple[str, str, dict[str, list[str]]]] = deque(maxlen=100_000)
         self.faults: list[tuple[str, int, str, int]] = []  # (path prefix, status, body, remaining)
@@ -284,6 +285,8 @@ class FakeNomad:
 
     def _publish(self, topic: str, kind: str, key: str, namespace: str, payload: dict[str, Any],
                  filter_keys: list[str]) -> None:
+        if key in self.muted or self.muted & set(filter_keys):
+            return
         self.events.append({"Index": self.index, "Events": [{
             "Topic": topic, "Type": kind, "Key": key, "Namespace": namespace, "FilterKeys": filter_keys,
             "Index": self.index, "Payload": payload}]})

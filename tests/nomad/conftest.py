@@ -55,7 +55,7 @@ class NomadRig:
 
     def terminal(self, ex: NomadExecutor, key: TryKey, timeout: float = 20.0) -> TryEvent:
         events = self.collect(ex, lambda evs: any(e.key == key and e.terminal for e in evs), timeout)
-        ex.events(0)  # acknowledge: the job may now be purged
+        events.extend(ex.events(0))  # acknowledges the batch (the job may now be purged); keeps new ones
         return next(e for e in events if e.key == key and e.terminal)
 
 

@@ -22,14 +22,12 @@ import pytest
 
 from leoflow import config as config_mod
 from tests.fakes.consul import FakeConsul
-from tests.fakes.nomad import FakeNomad
+from tests.fakes.nomad import FakeNomad, render_template
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = {"leoflow-server": ROOT / "nomad" / "leoflow-server.nomad.hcl",
         "leoflow-scheduler": ROOT / "nomad" / "leoflow-scheduler.nomad.hcl"}
 _KEY = re.compile(r'\{\{\s*keyOrDefault\s+"([^"]+)"\s+"([^"]*)"\s*(\|\s*toJSON\s*)?\}\}')
-_SECRET = re.compile(r'\{\{\s*with secret "([^"]+)"[^}]*\}\}(.*?)\{\{\s*end\s*\}\}', re.S)
-_FIELD = re.compile(r"\{\{\s*\.Data\.data\.(\w+)\s*(\|\s*toJSON\s*)?\}\}")
 _ENV = re.compile(r'\{\{\s*env\s+"([^"]+)"\s*\}\}')
 
 
@@ -68,21 +66,26 @@ def _templates(name: str) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def render(text: str, kv: dict[str, str] | None = None) -> str:
-    """consul-template, for the forms our templates use: keyOrDefault (+toJSON), secret, env."""
+SAMPLE_SECRETS = {
+    "secret/data/leoflow/consul": {"data": {"token": "sample-token"}},
+    "secret/data/leoflow/nomad": {"data": {"token": "sample-token", "ca_pem": "-----BEGIN CERTIFICATE-----"}},
+    "secret/data/leoflow/server": {"data": {"jwt_secret": "sample-jwt", "webhook_secret": 'we"bhook'}},
+}
+
+
+def render(text: str, kv: dict[str, str] | None = None,
+           secrets: dict[str, dict[str, Any]] | None = None) -> str:
+    """consul-template for the forms our templates use: keyOrDefault (+toJSON), env, then the Vault
+    forms (with secret / if / .Data.data | toJSON) through the fake Nomad's renderer."""
     kv = kv or {}
 
     def key(m: re.Match[str]) -> str:
         value = kv.get(m.group(1), m.group(2))
         return json.dumps(value) if m.group(3) else value
 
-    def secret(m: re.Match[str]) -> str:
-        return _FIELD.sub(lambda f: json.dumps(f"sample-{f.group(1)}") if f.group(2) else f"sample-{f.group(1)}",
-                          m.group(2))
-
     text = _KEY.sub(key, text)
-    text = _SECRET.sub(secret, text)
     text = _ENV.sub(lambda m: "4646" if m.group(1).startswith("NOMAD_PORT") else "x", text)
+    text = render_template(text, SAMPLE_SECRETS if secrets is None else secrets)
     assert "{{" not in text, f"a template form the test renderer does not know: {text}"
     return text
 
@@ -140,6 +143,11 @@ def test_templates_render_only_known_keys_and_a_valid_config(name: str, tmp_path
         path.write_text(rendered)
         cfg = config_mod.load(path, env={})
         assert cfg.store.backend == "consul" and cfg.store.consul_token == "sample-token"
+        if task == "server":  # quotes in a secret survive toJSON into TOML
+            assert cfg.auth.jwt_secret == "sample-jwt" and cfg.server.webhook_secret == 'we"bhook'
+        # Without Vault secrets (no ACLs, no webhook) the file is still valid: optional fields are guarded.
+        bare = config_mod.load(_write(tmp_path / f"{task}-bare.toml", render(text, secrets={})), env={})
+        assert bare.store.consul_token == ""
         # A KV override of a number is still a valid config.
         tuned = render(text, {"leoflow/config/scheduler/parallelism": "64", "leoflow/config/server/workers": "8"})
         config_mod.load(_write(tmp_path / f"{task}-tuned.toml", tuned), env={})

@@ -191,3 +191,19 @@ def test_leader_killed_mid_run_standby_takes_over_nothing_submitted_twice(stack:
     assert standby.elector.is_leader
     assert stack.executions() == {"last.1": 1, "next.1": 1, "slow.1": 1}
     assert stack.nomad.registrations == 3, "each try registered exactly once across both leaders"
+
+
+def test_new_leader_stops_a_nomad_job_that_no_live_try_owns(stack: Stack) -> None:
+    """Recovery on election reconciles: a Leoflow job left behind with no live try is stopped."""
+    from leoflow.executors.port import TryRequest
+
+    orphan_key = TryKey("gone_dag", "manual__2026-01-01T00:00:00+00:00", "t", -1, 1)
+    previous = stack.executor()
+    previous.submit(TryRequest(orphan_key, command=(PY, "-c", "import time;time.sleep(60)"), driver="raw_exec",
+                               resources=Resources(cpu=100, memory=64)))
+    orphan = job_id_for(orphan_key)
+    stack.wait("orphan registered", lambda: stack.nomad.job(orphan) is not None)
+    previous.close()
+    leader, _ = stack.service("leader")
+    stack.wait("leader elected", lambda: leader.elector.is_leader, timeout=10)
+    stack.wait("orphan stopped", lambda: (stack.nomad.job(orphan) or {"Stop": True})["Stop"], timeout=20)

@@ -266,3 +266,36 @@ def test_tls_is_verified_with_the_configured_ca_and_client_certificate(tmp_path:
         finally:
             for ex in rig.executors:
                 ex.close()
+
+
+def test_events_nomad_dropped_are_caught_by_the_periodic_resync(rig: NomadRig, fake_nomad: FakeNomad) -> None:
+    ex = NomadExecutor(NomadClient(Settings(addr=fake_nomad.addr)), rig.logs, JobSettings(), read_timeout=5.0,
+                       resync_interval=0.3)
+    rig.executors.append(ex)
+    key = new_key()
+    fake_nomad.muted.add(job_id_for(key))  # none of this job's events reach the stream
+    ex.submit(request(key, sh("echo quiet; exit 5")))
+    end = rig.terminal(ex, key)
+    assert end.outcome is TryOutcome.FAILED and end.exit_code == 5
+    assert ex.metrics.sample("leoflow_nomad_resyncs_total") >= 1
+
+
+def test_reconcile_purges_a_finished_orphan_only_after_copying_its_logs(rig: NomadRig,
+                                                                        fake_nomad: FakeNomad) -> None:
+    old = rig.executor()
+    key = new_key("orphan")
+    old.submit(request(key, sh("echo last words")))
+    fake_nomad.wait_for(lambda: bool(fake_nomad.allocs_of(job_id_for(key)))
+                        and fake_nomad.allocs_of(job_id_for(key))[0]["ClientStatus"] == "complete")
+    old.close()  # died before reporting; meanwhile a user cleared the task: the try is no longer live
+    new = rig.executor()
+    result = new.reconcile([])
+    assert result.stopped == [] and result.missing == []
+    # Either the finisher saw the orphan mark (purged, nothing reported) or it had already reported
+    # (a stale event the scheduler drops; purged once acknowledged): purged in both cases.
+    deadline = time.monotonic() + 10
+    while fake_nomad.job(job_id_for(key)) is not None and time.monotonic() < deadline:
+        list(new.events(0.05))  # acknowledges whatever was reported
+    assert fake_nomad.job(job_id_for(key)) is None
+    lines = [line["event"] for line in rig.logs.read(key).lines if line["logger"] == "task.stdout"]
+    assert lines == ["last words"], "the logs were copied before the purge"

@@ -61,16 +61,6 @@ def token_source(bao: OpenBao, login: LoginSettings, role: str | None = None) ->
     return VaultTokenSource(VaultSession(login), role or bao.settings.identity_role)
 
 
-class StaticToken:
-    """An agent presenting a fixed (bad) token: what an attacker or a misconfigured host does."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def token(self) -> str:
-        return self._token
-
-
 @dataclass
 class LocalAgent:
     runner: Runner

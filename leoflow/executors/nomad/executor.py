@@ -81,7 +81,8 @@ class NomadExecutor:
     name = "nomad"
 
     def __init__(self, client: NomadClient, logs: LogStore, jobs: JobSettings, *, placement_timeout: float = 300.0,
-                 log_drain_timeout: float = 10.0, read_timeout: float = 45.0, metrics: NomadMetrics | None = None,
+                 log_drain_timeout: float = 10.0, read_timeout: float = 45.0, resync_interval: float = 60.0,
+                 metrics: NomadMetrics | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.logs = logs
@@ -90,6 +91,7 @@ class NomadExecutor:
         self.placement_timeout = placement_timeout
         self.log_drain_timeout = log_drain_timeout
         self.read_timeout = read_timeout
+        self.resync_interval = resync_interval
         self.metrics = metrics or NomadMetrics()
         self._clock = clock
         self._lock = threading.RLock()
@@ -124,7 +126,7 @@ class NomadExecutor:
         )
         client = NomadClient(Settings.from_config(n))
         return cls(client, LogStore(cfg.home_path / "logs"), jobs, placement_timeout=n.placement_timeout,
-                   log_drain_timeout=n.log_drain_timeout)
+                   log_drain_timeout=n.log_drain_timeout, resync_interval=n.resync_interval)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> NomadExecutor:
@@ -212,8 +214,9 @@ class NomadExecutor:
             raise  # infrastructure: the scheduler retries the submit without spending a try
         self.metrics.submits.labels(result="created" if created else "existing").inc()
         self.metrics.submit_seconds.observe(time.perf_counter() - begun)
-        self.logs.append(key, [note_record(f"submitted to Nomad as job {job_id}" if created else
-                                           f"Nomad job {job_id} already registered (resubmitted after a failover)")])
+        note = (f"submitted to Nomad as job {job_id}" if created else
+                f"Nomad job {job_id} already registered (resubmitted after a failover)")
+        self._pool.submit(self.logs.append, key, [note_record(note)])  # off the scheduler's wake-up path
         if not created:
             # A previous leader registered it; it may even have ended already. One read settles it.
             for alloc in self._job_allocations(job_id):
@@ -280,14 +283,16 @@ class NomadExecutor:
                 continue
             with self._lock:
                 t = self._tries.get(job_id)
+                untracked = t is None
                 if t is None:
                     t = self._tries[job_id] = _Try(key, job_id, self._clock())
                 t.orphan = True
                 if t.stop_reason is None:
                     t.stop_reason = "cancelled: no live try owns this job (reconciled on election)"
-                finished = t.finishing
+                nothing_to_copy = untracked or (t.alloc_id is None and not t.finishing)
             if job.get("Status") == "dead":
-                if not finished:
+                # With an allocation, the finisher copies its logs and then purges (it sees orphan).
+                if nothing_to_copy:
                     self._pool.submit(self._purge, job_id)
                 continue
             self.client.deregister(job_id)
@@ -401,11 +406,15 @@ class NomadExecutor:
 
     # -- local timers (no request per running try) ---------------------------------------------
     def _timers(self) -> None:
+        next_resync = self._clock() + self.resync_interval
         while not self._stop.is_set():
             now = self._clock()
+            if now >= next_resync:
+                next_resync = now + self.resync_interval
+                self._resync()
             due: list[tuple[_Try, str]] = []
             with self._cond:
-                nearest = now + 1.0
+                nearest = min(now + 1.0, next_resync)
                 for t in self._tries.values():
                     if t.finishing or t.orphan:
                         continue
@@ -436,6 +445,22 @@ class NomadExecutor:
                         if why == "timeout":
                             t.stop_reason = None
                     self._stop.wait(0.5)
+
+    def _resync(self) -> None:
+        """The safety net for events Nomad dropped (its event buffer holds 100): one namespace-wide
+        read of allocations every ``resync_interval`` while tries are in flight; never one per try."""
+        with self._lock:
+            if not any(not t.finishing for t in self._tries.values()):
+                return
+        try:
+            allocs, _ = self.client.allocations()
+        except NomadError as exc:
+            log.warning("allocation resync failed", extra={"error": str(exc)})
+            return
+        self.metrics.resyncs.inc()
+        for alloc in sorted(allocs, key=lambda a: a.get("CreateIndex", 0)):
+            if str(alloc.get("JobID", "")).startswith(self.prefix):
+                self._on_alloc(alloc)
 
     def _placement_failed(self, t: _Try) -> None:
         detail = placement_reason(self.client.evaluations(t.job_id))

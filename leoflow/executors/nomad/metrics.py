@@ -23,6 +23,8 @@ class NomadMetrics:
         self.reconnects = Counter("leoflow_nomad_watch_reconnects",
                                   "Times the allocation watch reconnected, by mode (events, blocking).", ["mode"],
                                   registry=r)
+        self.resyncs = Counter("leoflow_nomad_resyncs", "Namespace-wide allocation reads made to catch events "
+                               "Nomad's event buffer dropped.", registry=r)
         self.log_lines = Counter("leoflow_nomad_log_lines", "Task log lines copied from Nomad into the log store.",
                                  registry=r)
 
