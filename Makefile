@@ -26,4 +26,4 @@ test: setup lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup
-	$(BIN)/python tests/benchmarks/run_all.py
+	for b in tests/benchmarks/bench_*.py; do $(BIN)/python -m tests.benchmarks.$$(basename $$b .py) || exit 1; done

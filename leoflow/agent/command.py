@@ -51,11 +51,17 @@ def container_name(dag_id: str, run_id: str, task_id: str, map_index: int, try_n
 
 
 def container_argv(cli: str, image: str, command: Sequence[str], env_names: Sequence[str], *, name: str,
-                   workdir: str, cpu_mhz: int = 0, memory_mb: int = 0) -> list[str]:
+                   workdir: str, cpu_mhz: int = 0, memory_mb: int = 0, memory_max_mb: int = 0) -> list[str]:
+    """``memory_max`` (Nomad's oversubscription limit) is the hard cap and ``memory`` then only the
+    reservation, as in a Nomad job; without it ``memory`` is the hard cap."""
     if not image or image.startswith("-"):
         raise CommandError(f"image {image!r} is not valid")
     argv = [cli, "run", "--rm", "--init", "--name", name, "-v", f"{workdir}:{workdir}", "-w", workdir]
-    if memory_mb > 0:
+    if memory_max_mb > 0:
+        argv += ["--memory", f"{max(memory_max_mb, memory_mb)}m"]
+        if memory_mb > 0:
+            argv += ["--memory-reservation", f"{min(memory_mb, memory_max_mb)}m"]
+    elif memory_mb > 0:
         argv += ["--memory", f"{memory_mb}m"]
     if cpu_mhz > 0:
         argv += ["--cpus", f"{max(cpu_mhz / 1000.0, 0.01):.2f}"]

@@ -118,9 +118,9 @@ def start_process(argv: Sequence[str], env: Mapping[str, str], cwd: Path, sink: 
 
 
 def start_container(cli: str, image: str, command: Sequence[str], env: Mapping[str, str], cwd: Path,
-                    sink: LineSink, *, name: str, cpu: int, memory: int) -> RunningProcess:
+                    sink: LineSink, *, name: str, cpu: int, memory: int, memory_max: int = 0) -> RunningProcess:
     argv = container_argv(cli, image, command, sorted(env), name=name, workdir=str(cwd), cpu_mhz=cpu,
-                          memory_mb=memory)
+                          memory_mb=memory, memory_max_mb=memory_max)
     full_env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
     full_env.update(env)  # the CLI passes these by name into the container
     popen = subprocess.Popen(argv, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

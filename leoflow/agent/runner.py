@@ -32,11 +32,11 @@ from google.protobuf import json_format
 from leoflow.agent.command import CommandError, check_env, container_name
 from leoflow.agent.exec import RunningProcess, find_container_cli, start_container, start_process
 from leoflow.agent.metrics import METRICS
+from leoflow.agent.xcom import read_xcom
 from leoflow.agentrpc.gen import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-MAX_XCOM_BYTES = 256 * 1024
 MAX_BATCH_LINES = 500
 TryId = tuple[str, str, str, int, int]
 
@@ -371,7 +371,7 @@ class Runner:
             elif status.exit_code != 0:
                 reason = f"exit code {status.exit_code}"
             else:
-                xcom, reason = self._read_xcom(xcom_path)
+                xcom, reason = read_xcom(xcom_path)
         except CommandError as exc:
             reason = str(exc)
         except Exception as exc:  # the try fails, the agent lives on
@@ -413,23 +413,8 @@ class Runner:
                                "podman is installed on this agent")
         name = container_name(*try_id(a.ref))
         return start_container(cli, a.image, list(a.command), env, cwd, sink, name=name,
-                               cpu=a.resources.cpu, memory=a.resources.memory)
-
-    @staticmethod
-    def _read_xcom(path: Path) -> tuple[str | None, str | None]:
-        if not path.exists():
-            return None, None
-        size = path.stat().st_size
-        if size > MAX_XCOM_BYTES:
-            return None, f"XCom return value is {size} bytes, over the {MAX_XCOM_BYTES}-byte (256 KiB) limit"
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            return None, None
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            return None, f"XCom return file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        return text, None
+                               cpu=a.resources.cpu, memory=a.resources.memory,
+                               memory_max=a.resources.memory_max)
 
     # -- shutdown --------------------------------------------------------------------------
     def kill_all(self, why: str) -> None:

@@ -70,6 +70,11 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
+    @property
+    def leeway(self) -> float:
+        """Clock-skew allowance, also granted to a stream whose token runs out while it is open."""
+        return self._leeway
+
     def verify(self, token: str) -> AgentIdentity:
         digest = hashlib.sha256(token.encode()).digest()
         now = self._clock()

@@ -15,6 +15,7 @@ class _Metrics:
     reports: Counter
     log_lines: Counter
     heartbeat_timeouts: Counter
+    token_expiries: Counter
 
 
 METRICS = _Metrics(
@@ -26,4 +27,6 @@ METRICS = _Metrics(
     log_lines=Counter("leoflow_agentrpc_log_lines_total", "Task log lines written to the log store"),
     heartbeat_timeouts=Counter("leoflow_agentrpc_heartbeat_timeouts_total",
                                "Streams dropped because the agent stopped heartbeating"),
+    token_expiries=Counter("leoflow_agentrpc_token_expiries_total",
+                           "Streams ended UNAUTHENTICATED because their token expired while open"),
 )

@@ -7,11 +7,16 @@ is the truth, and every change to it is a compare-and-set (see ``leoflow.store.r
 Threads: each stream has the gRPC worker thread that yields outgoing messages and a reader thread
 for incoming ones; one dispatcher thread per process hands pending tries to connected agents with
 free capacity; one monitor thread drops streams that stopped heartbeating.
+
+A stream lives no longer than the token it was opened with (plus the verifier's clock-skew
+leeway): once that passes the stream ends with UNAUTHENTICATED and the agent redials with a fresh
+token; its running tries are untouched (their reports are persisted and resent on the new stream).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import secrets
 import socket
@@ -71,6 +76,8 @@ class Connection:
     cancels_sent: set[TryKey] = field(default_factory=set)
     last_heartbeat: float = field(default_factory=time.monotonic)
     closed: threading.Event = field(default_factory=threading.Event)
+    # Wall-clock time (the token's ``exp`` plus leeway) after which this stream is refused.
+    expires_at: float = math.inf
 
     def serves(self, pool: str) -> bool:
         """``*`` serves every pool (standalone's one local agent)."""
@@ -88,6 +95,14 @@ class Connection:
         if not self.closed.is_set():
             self.closed.set()
             self.outbox.put(_CLOSE)
+
+
+@dataclass
+class _TryLog:
+    """Per-try log state: lines written through which sequence number, and the lock for that try only."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    through: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         self._lock = threading.RLock()
         self._registrations: dict[str, _Registration] = {}
         self._conns: dict[str, Connection] = {}  # by agent id
-        self._log_through: dict[TryKey, int] = {}
+        # Appends for one try are serialised by that try's own lock; ``_log_lock`` only guards the map.
+        self._try_logs: dict[TryKey, _TryLog] = {}
         self._log_lock = threading.Lock()
         # Dispatch rounds and attach reconciliation never interleave (see _attach).
         self._dispatch_lock = threading.Lock()
@@ -198,7 +214,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
             return
         if reg.subject != identity.subject:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "the session belongs to another identity")
-        conn = Connection(conn_id=uuid.uuid4().hex, agent_id=reg.agent_id, reg=reg)
+        conn = Connection(conn_id=uuid.uuid4().hex, agent_id=reg.agent_id, reg=reg,
+                          expires_at=identity.expires_at + self.verifier.leeway)
         self._attach(conn, [try_key(ref) for ref in first.attach.known])
         reader = threading.Thread(target=self._read, args=(conn, request_iterator, context),
                                   name=f"agentrpc-read-{reg.agent_id}", daemon=True)
@@ -208,13 +225,24 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 try:
                     item = conn.outbox.get(timeout=0.5)
                 except queue.Empty:
-                    continue
+                    item = None
+                if self._expired(conn):
+                    METRICS.token_expiries.inc()
+                    log.info("agent token expired; ending the stream so the agent redials with a fresh one",
+                             extra={"agent": conn.agent_id})
+                    conn.close()
+                    context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                  "token expired while the stream was open; reconnect with a fresh token")
                 if item is _CLOSE:
                     break
-                yield item  # type: ignore[misc]
+                if item is not None:
+                    yield item  # type: ignore[misc]
         finally:
             conn.close()
             self._detach(conn)
+
+    def _expired(self, conn: Connection) -> bool:
+        return self._clock() >= conn.expires_at
 
     # -- attach / detach -------------------------------------------------------------------
     def _attach(self, conn: Connection, known: list[TryKey]) -> None:
@@ -273,6 +301,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
     def _read(self, conn: Connection, requests: Iterator[pb.AgentMessage], context: grpc.ServicerContext) -> None:
         try:
             for message in requests:
+                if self._expired(conn):
+                    break  # nothing more is accepted on this stream; Connect ends it UNAUTHENTICATED
                 kind = message.WhichOneof("body")
                 if kind == "heartbeat":
                     conn.last_heartbeat = time.monotonic()
@@ -364,10 +394,11 @@ class AgentService(pb_grpc.AgentServiceServicer):
                         extra={"agent": conn.agent_id, "task_id": key.task_id, "try_number": key.try_number})
             # Acknowledged so the agent stops resending; nothing was written.
             return pb.LogAck(ref=batch.ref, through_seq=batch.first_seq + len(batch.lines) - 1)
-        with self._log_lock:
-            through = self._log_through.get(key)
+        state = self._try_log(key)
+        with state.lock:
+            through = state.through
             if through is None:
-                through = self.logs.read(key).next_offset
+                through = self.logs.count_lines(key)
             skip = max(0, through - (batch.first_seq - 1))
             if batch.first_seq > through + 1:
                 # A gap: lines before first_seq never arrived; ask for them again by acking what we have.
@@ -381,10 +412,20 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 self.logs.append(key, lines)
                 METRICS.log_lines.inc(len(lines))
             through += len(lines)
-            self._log_through[key] = through
-            if len(self._log_through) > 10_000:
-                self._log_through.pop(next(iter(self._log_through)))
+            state.through = through
             return pb.LogAck(ref=batch.ref, through_seq=through)
+
+    def _try_log(self, key: TryKey) -> _TryLog:
+        with self._log_lock:
+            state = self._try_logs.get(key)
+            if state is None:
+                state = self._try_logs[key] = _TryLog()
+                if len(self._try_logs) > 10_000:
+                    # Forget the oldest idle try; a later batch for it recounts its lines once.
+                    idle = next((k for k, v in self._try_logs.items() if k != key and not v.lock.locked()), None)
+                    if idle is not None:
+                        del self._try_logs[idle]
+            return state
 
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
@@ -450,7 +491,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
             env=dict(req.env),
             timeout_seconds=req.timeout_seconds or 0.0,
             queue=req.queue,
-            resources=pb.Resources(cpu=req.resources.cpu, memory=req.resources.memory),
+            resources=pb.Resources(cpu=req.resources.cpu, memory=req.resources.memory,
+                                   memory_max=req.resources.memory_max or 0),
             runtime="container" if container else "process",
         )
 

@@ -6,10 +6,11 @@ Two shapes, as Airflow 3.3.2 serves them (``airflow-ui.md`` §4.5):
   from the log file; ``Airflow-Continuation-Token`` is set while the log may still grow.
 * anything else: ``{"content": [...], "continuation_token": ...}`` (``TaskInstancesLogResponse``).
 
-Following a running task: the continuation token is the line offset to resume from, so a client
-passing it back gets only the new lines. It is ``null`` once the try is over and every line has
-been read. A try that has no log yet (queued, not started, or skipped) answers one "no logs yet"
-line instead of an error, so the UI's log view shows why it is empty.
+Following a running task: the continuation token is opaque to clients (the UI and the CLI pass it
+back verbatim); it encodes the byte offset to resume from, so a poll reads only the new bytes and
+never rescans the file. It is ``null`` once the try is over and every line has been read. A try
+that has no log yet (queued, not started, or skipped) answers one "no logs yet" line (logger
+``leoflow.logs``) instead of an error, so the UI's log view shows why it is empty.
 
 Every line is made to satisfy ``StructuredLogMessage``: ``event`` is a string and ``timestamp``,
 when present, an ISO string; agents write that shape already, this only guards odd lines.
@@ -17,6 +18,8 @@ when present, an ISO string; agents write that shape already, this only guards o
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,14 +37,29 @@ CHUNK_LINES = 1000
 # A JSON (non-streamed) answer carries at most this many lines; the token continues from there.
 MAX_JSON_LINES = 10_000
 CONTINUATION_HEADER = "Airflow-Continuation-Token"
+NO_LOGS_LOGGER = "leoflow.logs"  # the "no logs yet" line; the CLI recognises it by this logger
+_OFFSET_PREFIX = "leoflow-log:"
+_BAD_CONTINUATION = "Bad continuation token. Please use only the tokens provided by the API."
+
+
+def make_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{_OFFSET_PREFIX}{offset}".encode()).decode().rstrip("=")
 
 
 def parse_token(raw: str | None) -> int:
+    """The byte offset a token stands for; anything the API did not hand out is a 422."""
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 12:
-        raise problem.invalid("query.token", "Bad continuation token. Please use only the tokens provided by the API.")
-    return int(raw)
+    if len(raw) > 64:
+        raise problem.invalid("query.token", _BAD_CONTINUATION)
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise problem.invalid("query.token", _BAD_CONTINUATION) from None
+    number = text.removeprefix(_OFFSET_PREFIX)
+    if not text.startswith(_OFFSET_PREFIX) or not number.isdigit() or len(number) > 15:
+        raise problem.invalid("query.token", _BAD_CONTINUATION)
+    return int(number)
 
 
 def normalize(line: Any) -> dict[str, Any]:
@@ -73,7 +91,7 @@ def no_logs_line(task_id: str, try_number: int, state: TaskInstanceState | None,
         why = f"try {try_number} of task {task_id!r} finished without writing a log line"
     else:
         why = f"try {try_number} of task {task_id!r} has not written a log line yet (state: {state.value})"
-    line: dict[str, Any] = {"event": f"No logs available yet: {why}.", "level": "info", "logger": "leoflow.logs"}
+    line: dict[str, Any] = {"event": f"No logs available yet: {why}.", "level": "info", "logger": NO_LOGS_LOGGER}
     if now:
         line["timestamp"] = now
     return line
@@ -118,19 +136,21 @@ class TaskLogResource:
         if not has_log:
             lines = [no_logs_line(task_id, number, ti.state if number == ti.try_number else None,
                                   dto.iso(self.ctx.clock()))] if offset == 0 else []
-            token = None if over else str(offset)
+            token = None if over else make_token(offset)
             self._answer(resp, iter(lines), token, wants_ndjson)
             return
+        if offset > self.store.size(key) or not self.store.is_line_start(key, offset):
+            raise problem.invalid("query.token", _BAD_CONTINUATION)
         if wants_ndjson:
-            # Stream what is there now; the token tells the client where to continue.
-            chunk = self.store.read(key, offset)
-            end = chunk.next_offset
-            token = None if over else str(end)
-            self._answer(resp, (normalize(x) for x in chunk.lines), token, True)
+            # Stream what is there now, lazily; the token tells the client where to continue.
+            end = max(offset, self.store.complete_end(key))
+            token = None if over else make_token(end)
+            self._answer(resp, (normalize(x.record) for x in self.store.iter_lines(key, offset, end=end)), token,
+                         True)
             return
         chunk = self.store.read(key, offset, limit=MAX_JSON_LINES)
         more = len(chunk.lines) >= MAX_JSON_LINES
-        token = None if (over and not more) else str(chunk.next_offset)
+        token = None if (over and not more) else make_token(chunk.next_offset)
         self._answer(resp, (normalize(x) for x in chunk.lines), token, False)
 
     @staticmethod

@@ -8,6 +8,11 @@ e.g. ``query.limit``) and a FastAPI-style ``errors`` list with ``loc`` arrays, s
 scripts written against Airflow can read them.
 
 A 500 never shows a traceback: it is logged with a correlation id and only that id is shown.
+
+Store refusals that the client caused are mapped here once, for every resource: a path id that
+cannot be a store key (empty, too long) names nothing stored, so it is a 404 (Airflow's router
+never matches an empty segment either); a body value over the store's record limits is a 413
+naming the body field that carries the bulk of it (``body.value``, ``body.conf``, ...).
 """
 
 from __future__ import annotations
@@ -165,6 +170,65 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
     )
 
 
+BODY_DOCUMENT = "json_document"  # req.context attribute where the parsed JSON body is kept
+
+
+def largest_field(document: Any, root: str = "body") -> tuple[str, int]:
+    """Dotted location of the body field holding most of the bytes, and its size as JSON.
+
+    Descends through objects and through lists of objects (bulk ``actions``/``entities``), and
+    stops at the first field whose value is a scalar or a free-form object (``conf``, a JSON
+    variable value): that is the field a user has to shrink.
+    """
+    path, node, record = root, document, True
+    while True:
+        if record and isinstance(node, dict) and node:
+            name, node = max(node.items(), key=lambda kv: _json_size(kv[1]))
+            path, record = f"{path}.{name}", False
+        elif isinstance(node, list) and node and all(isinstance(x, dict) for x in node):
+            index = max(range(len(node)), key=lambda i: _json_size(node[i]))
+            path, node, record = f"{path}.{index}", node[index], True
+        else:
+            return path, _json_size(node)
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
+def handle_value_too_large(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    document = getattr(req.context, BODY_DOCUMENT, None)
+    if document is None:  # nothing the client sent: a server-side record outgrew the store
+        handle_unexpected(req, resp, ex, params)
+        return
+    raise value_too_large(document)
+
+
+def value_too_large(document: Any, root: str = "body") -> Problem:
+    """413 naming the field of ``document`` (a request body, or one bulk entity at ``root``) to shrink."""
+    from leoflow.store.port import MAX_TXN_BYTES, MAX_VALUE_BYTES
+
+    field, size = largest_field(document, root)
+    return Problem(
+        413,
+        f"{field} is too large to store ({size} bytes as JSON): the state store keeps at most "
+        f"{MAX_VALUE_BYTES} bytes per record and {MAX_TXN_BYTES} bytes per write",
+        type_="payload-too-large",
+        field=field,
+    )
+
+
+def handle_invalid_key(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    empty = [name for name, value in (params or {}).items() if value == ""]
+    if empty or req.method in ("GET", "HEAD", "DELETE"):
+        detail = (f"path.{empty[0]} is empty: nothing can be found at {req.path}" if empty
+                  else f"Not Found: an id in {req.path} is too long or malformed to name a stored record")
+        raise Problem(404, detail, type_="not-found", field=f"path.{empty[0]}" if empty else None)
+    # The store's message quotes the internal key; the client only needs to know what to change.
+    raise bad_request("an identifier in this request is empty, or too long to be stored (store keys hold at most "
+                      "1024 bytes, and characters other than letters, digits, '_' and '-' take 3 bytes each)")
+
+
 def handle_store_unavailable(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     correlation_id = getattr(req.context, "request_id", None) or uuid.uuid4().hex
     log.warning("store unavailable", extra={"correlation_id": correlation_id, "error": str(ex), "path": req.path})
@@ -183,8 +247,10 @@ def install(app: falcon.App) -> None:
     Falcon picks the most specific handler by MRO, so its built-in HTTPError handler (which calls
     the serializer) still wins for 404/405/415, and ``Exception`` only catches the unexpected.
     """
-    from leoflow.store.port import StoreUnavailable
+    from leoflow.store.port import InvalidKey, StoreUnavailable, ValueTooLarge
 
     app.set_error_serializer(serialize)
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(StoreUnavailable, handle_store_unavailable)
+    app.add_error_handler(ValueTooLarge, handle_value_too_large)
+    app.add_error_handler(InvalidKey, handle_invalid_key)

@@ -102,8 +102,8 @@ def _print_try(logs: Any, ti: Any, try_number: int, state: str, show_logs: bool)
     print(f"── {label}  try {try_number}: {paint(state, state_colour(state))}{took}", flush=True)
     if not show_logs:
         return
-    chunk = logs.read(TryKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number))
-    for line in chunk.lines:
+    for entry in logs.iter_lines(TryKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number)):
+        line = entry.record
         stamp = str(line.get("timestamp", ""))[11:23]
         print(f"   {stamp} {str(line.get('level', '')).upper():<7} {line.get('event', '')}", flush=True)
 

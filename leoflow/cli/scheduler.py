@@ -23,9 +23,12 @@ from leoflow.observe.logging import configure
 log = logging.getLogger("leoflow.scheduler")
 
 EXECUTORS = ("agents", "nomad")
-# What a SIGHUP cannot change in a running process.
-_RESTART_KEYS = ("store", "scheduler.executor", "scheduler.metrics_bind", "scheduler.leader_ttl",
-                 "scheduler.lock_delay", "scheduler.watch_wait", "nomad")
+# What a SIGHUP cannot change in a running process: everything read once to build the store, the
+# executor (``agent_heartbeat_timeout``; the Nomad executor also bakes in ``vault`` paths and the
+# log directory under ``home``), the election and the watches.
+_RESTART_KEYS = ("home", "store", "scheduler.executor", "scheduler.metrics_bind", "scheduler.leader_ttl",
+                 "scheduler.lock_delay", "scheduler.watch_wait", "scheduler.agent_heartbeat_timeout", "nomad",
+                 "vault")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -36,6 +36,7 @@ from leoflow.cli.errors import CliError
 ADMIN = "admin"
 READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
+KILL_WAIT = 5.0  # after SIGKILL: a child still there by then is stuck in the kernel; stop the others anyway
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,16 +182,25 @@ class Child:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+                # Still there (stuck in the kernel): stopping the other children matters more.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(KILL_WAIT)
         if self._log is not None:
             self._log.close()
             self._log = None
 
 
 def child_env(config: Any, home: Path, *, port: int, grpc_port: int, dags_repo: str | None,
-              capacity: int, metrics: dict[str, str]) -> dict[str, str]:
+              capacity: int, metrics: dict[str, str], config_file: str | None = None) -> dict[str, str]:
+    """The children's environment: the supervisor's config file plus the overrides it decided.
+
+    ``config_file`` is passed on as an absolute ``LEOFLOW_CONFIG`` (children read their settings
+    from it, not from the supervisor's memory); the ``LEOFLOW_*__*`` variables set here win over it.
+    """
     env = dict(os.environ)
     env.pop("LEOFLOW_ADMIN_PASSWORD", None)  # children never need it
+    if config_file:
+        env["LEOFLOW_CONFIG"] = str(Path(config_file).expanduser().resolve())
     env.update({
         "LEOFLOW_HOME": str(home),
         "LEOFLOW_STORE__BACKEND": "sqlite",
@@ -342,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
         ("scheduler", config.scheduler.metrics_bind), ("agent", config.agent.metrics_bind),
         ("agentrpc", config.server.grpc_metrics_bind))}
     env = child_env(config, home, port=port, grpc_port=grpc_port, dags_repo=dags_repo, capacity=capacity,
-                    metrics=metrics)
+                    metrics=metrics, config_file=args.config or os.environ.get("LEOFLOW_CONFIG"))
     children = build_children(env, home, port)
     supervisor = Supervisor(children, home, out)
 
@@ -388,23 +398,42 @@ def run(args: argparse.Namespace) -> int:
 
 
 def dag_sync_main(argv: Sequence[str] | None = None) -> int:
-    """`python -m leoflow.cli.standalone dag-sync`: the bundle sync loop as a process of its own."""
+    """`python -m leoflow.cli.standalone dag-sync`: the bundle sync loop as a process of its own.
+
+    A bad config or an unreachable store is one clear line in the child's log and exit code 1
+    (the supervisor restarts it, then gives up naming the log), never a traceback.
+    """
     from leoflow import config as config_mod
     from leoflow.dags.sync import sync_from_config
     from leoflow.observe.logging import configure
     from leoflow.store.factory import open_store
+    from leoflow.store.port import StoreError
     from leoflow.store.repos import build
 
-    config = config_mod.load()
+    try:
+        config = config_mod.load()
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     configure("dag-sync", config.logging.level)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    store = open_store(config)
+    try:
+        store = open_store(config)
+    except StoreError as exc:
+        print(f"error: cannot open the store: {exc}", file=sys.stderr, flush=True)
+        return 1
+    repos = None
     try:
         repos = build(store, config=config, clock=lambda: datetime.now(UTC))
         sync_from_config(config, repos.dags).run(stop, interval=config.dags.fetch_interval)
+    except StoreError as exc:
+        print(f"error: store failure: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
+        if repos is not None:
+            repos.close()
         store.close()
     return 0
 

@@ -1,7 +1,9 @@
 """`leoflow tasks list|logs|clear|mark`: tasks and task instances on a running server.
 
-``logs -f`` follows a running try through the logs endpoint's ``continuation_token`` (the line
-offset to resume from; ``null`` once the try is over and every line was read).
+``logs -f`` follows a running try through the logs endpoint's ``continuation_token`` (opaque: passed
+back verbatim; ``null`` once the try is over and every line was read). While a try has no log yet
+the server answers one "no logs yet" line (logger ``leoflow.logs``) on every poll; it is shown once
+per distinct text.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from leoflow.cli.progress import task_instances
 from leoflow.cli.runs import run_path
 
 LEVEL_COLOURS = {"error": "31", "critical": "31", "warning": "33", "debug": "90"}
+# The logger of the server's "no logs yet" line (leoflow/api/logs.py NO_LOGS_LOGGER).
+NO_LOGS_LOGGER = "leoflow.logs"
 
 
 def ti_path(dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
@@ -108,7 +112,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     path = ti_path(args.dag_id, args.run_id, args.task_id) + f"/logs/{number}"
     token: str | None = None
     collected: list[dict[str, Any]] = []
-    placeholder_shown = False
+    last_placeholder: str | None = None
     while True:
         params: dict[str, Any] = {"map_index": args.map_index}
         if token is not None:
@@ -116,11 +120,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
         body = client.get(path, params)
         lines = body.get("content") or []
         next_token = body.get("continuation_token")
-        stalled = next_token is not None and next_token == (token or "0")
-        # A try with no log yet answers one "no logs yet" line without moving the token: show it once.
-        if not (stalled and lines and placeholder_shown):
-            if stalled and lines:
-                placeholder_shown = True
+        placeholder = (len(lines) == 1 and isinstance(lines[0], dict)
+                       and lines[0].get("logger") == NO_LOGS_LOGGER)
+        progressed = bool(lines) and not placeholder
+        if placeholder and lines[0].get("event") == last_placeholder:
+            lines = []  # the same "no logs yet" line again: shown once
+        elif placeholder:
+            last_placeholder = lines[0].get("event")
+        if lines:
             for line in lines:
                 if not isinstance(line, dict):
                     line = {"event": str(line)}
@@ -132,10 +139,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     print(_format_line(line), flush=True)
         if next_token is None:
             break
-        if not args.follow and (stalled or not lines):
+        if not args.follow and not progressed:
             break
         token = next_token
-        if stalled or not lines:
+        if not progressed:
             time.sleep(args.poll_interval)
     if args.output == "yaml":
         output.dump(collected, "yaml")

@@ -56,10 +56,12 @@ PARAM_SCHEMA_KEYS = (
     "examples", "oneOf", "anyOf", "allOf", "not",
 )
 DRIVERS = ("docker", "exec", "raw_exec")
-ID_PATTERN = r"^[A-Za-z0-9_.-]{1,250}$"
+# Ids name directories (task logs) and path segments: "." / ".." (any all-dot id) would traverse.
+ID_PATTERN = r"^(?!\.+$)[A-Za-z0-9_.-]{1,250}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 TAG_MAX_LEN = 100
 _ID = re.compile(ID_PATTERN)
+_ONLY_DOTS = re.compile(r"^\.+$")
 _ENV_NAME = re.compile(ENV_NAME_PATTERN)
 _JINJA = jinja2.Environment(autoescape=False)  # noqa: S701 - commands are argv, not HTML; parse only
 
@@ -111,6 +113,8 @@ def to_nonempty_str(node: Node) -> str:
 
 def to_id(node: Node) -> str:
     text = to_str(node)
+    if _ONLY_DOTS.match(text):
+        raise FieldError(f"must not be '.', '..' or only dots (ids name directories), got {text!r}")
     if not _ID.match(text):
         raise FieldError(f"expected 1-250 letters, digits, '_', '.' or '-', got {text!r}")
     return text

@@ -85,29 +85,32 @@ def topological_order(edges: Edges) -> list[str]:
     return order
 
 
-def upstream_closure(edges: Edges, task_id: str) -> set[str]:
-    """Every task ``task_id`` transitively depends on (not including itself)."""
-    seen: set[str] = set()
-    todo = list(edges.get(task_id, ()))
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo.extend(edges.get(current, ()))
-    return seen
+def closures(edges: Edges) -> dict[str, frozenset[str]]:
+    """Every task's transitive neighbours along ``edges`` (not including itself), all at once.
 
-
-def downstream_closure(edges: Edges, task_id: str) -> set[str]:
-    """Every task that transitively depends on ``task_id`` (not including itself)."""
-    down = downstream_map(edges)
-    seen: set[str] = set()
-    todo = list(down.get(task_id, ()))
-    while todo:
-        current = todo.pop()
-        if current not in seen:
+    Upstream edges give ancestors; ``downstream_map(edges)`` gives descendants. Memoized over the
+    graph, so asking for every task costs one pass, not one walk per task.
+    """
+    memo: dict[str, frozenset[str]] = {}
+    for node in edges:
+        # Iterative DFS so a 10k-task chain does not hit the recursion limit.
+        stack = [node]
+        order: list[str] = []
+        seen: set[str] = set()
+        while stack:
+            current = stack.pop()
+            if current in seen or current in memo:
+                continue
             seen.add(current)
-            todo.extend(down.get(current, ()))
-    return seen
+            order.append(current)
+            stack.extend(n for n in edges.get(current, ()) if n not in memo)
+        for current in reversed(order):
+            acc: set[str] = set()
+            for n in edges.get(current, ()):
+                acc.add(n)
+                acc |= memo.get(n, frozenset())
+            memo[current] = frozenset(acc)
+    return memo
 
 
 def roots(edges: Edges) -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from leoflow.domain.dag import DAG
+from leoflow.domain.graph import closures
 
 
 @dataclass(frozen=True)
@@ -25,34 +26,6 @@ class Graph:
     leaves: frozenset[str]
     # Most DAGs have no setup task; then no task has relevant setups and the lookup is skipped.
     has_setups: bool = False
-
-
-def _closure(edges: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    memo: dict[str, frozenset[str]] = {}
-
-    def visit(node: str) -> frozenset[str]:
-        # Iterative DFS so a 10k-task chain does not hit the recursion limit.
-        stack = [node]
-        order: list[str] = []
-        seen: set[str] = set()
-        while stack:
-            current = stack.pop()
-            if current in seen or current in memo:
-                continue
-            seen.add(current)
-            order.append(current)
-            stack.extend(n for n in edges.get(current, ()) if n not in memo)
-        for current in reversed(order):
-            acc: set[str] = set()
-            for n in edges.get(current, ()):
-                acc.add(n)
-                acc |= memo.get(n, frozenset())
-            memo[current] = frozenset(acc)
-        return memo[node]
-
-    for node in edges:
-        visit(node)
-    return memo
 
 
 _CACHE_SIZE = 512
@@ -84,8 +57,8 @@ def _build(dag: DAG) -> Graph:
     return Graph(
         upstream=upstream,
         downstream=down,
-        ancestors=_closure(upstream),
-        descendants=_closure(down),
+        ancestors=closures(upstream),
+        descendants=closures(down),
         leaves=frozenset(tid for tid, d in down.items() if not d),
         has_setups=any(t.is_setup for t in dag.tasks.values()),
     )

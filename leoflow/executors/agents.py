@@ -54,7 +54,8 @@ class AgentsExecutor:
             if queued is None or queued.status == "done":
                 return
             if queued.status == "pending":
-                event = TryEvent(key, TryOutcome.FAILED, datetime.now(UTC), reason=f"cancelled: {reason}")
+                event = TryEvent(key, TryOutcome.FAILED, datetime.fromtimestamp(self._clock(), UTC),
+                                 reason=f"cancelled: {reason}")
                 if self.queue.finish(queued, event):
                     return
             elif queued.cancel is not None or self.queue.request_cancel(queued, reason) is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import queue
 import socket
 import threading
@@ -26,10 +25,9 @@ from pathlib import Path
 
 from leoflow.agent.command import CommandError, check_env
 from leoflow.agent.exec import RunningProcess, start_process
+from leoflow.agent.xcom import read_xcom
 from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.logs.store import LogStore
-
-MAX_XCOM_BYTES = 256 * 1024
 
 
 def _now() -> datetime:
@@ -38,23 +36,6 @@ def _now() -> datetime:
 
 def _iso(at: datetime) -> str:
     return at.isoformat().replace("+00:00", "Z")
-
-
-def read_xcom(path: Path) -> tuple[str | None, str | None]:
-    """(JSON text, None) or (None, reason the try fails); the agent's rule."""
-    if not path.exists():
-        return None, None
-    size = path.stat().st_size
-    if size > MAX_XCOM_BYTES:
-        return None, f"XCom return value is {size} bytes, over the {MAX_XCOM_BYTES}-byte (256 KiB) limit"
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if not text.strip():
-        return None, None
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, f"XCom return file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-    return text, None
 
 
 @dataclass

@@ -13,7 +13,9 @@ compare-and-set transactions:
    the executor only after its ``queued`` state is durable, and ``submit`` is idempotent per try,
    so a crash anywhere is repaired on the next election by resubmitting queued tries
    (``recover``) without ever running one twice. A failed submit is retried with backoff and never
-   spends a try.
+   spends a try, unless the failure is permanent (the executor can never store this request):
+   then, like a queued try that can no longer be rendered, the try fails with the reason, through
+   the same path as an executor's report.
 
 Lost compare-and-sets (someone else wrote the same record) drop only that run's decisions; the
 competing write also moves a watched index, so the run is re-planned at once on fresh data.
@@ -51,11 +53,11 @@ from leoflow.domain.states import DagRunState, DagRunType, TaskInstanceState
 from leoflow.domain.templating import RenderError
 from leoflow.domain.timetable import DagRunInfo, DataInterval, due_runs, generate_run_id
 from leoflow.domain.try_events import Report, apply_report
-from leoflow.executors.port import Executor, Reconciling, TryEvent, TryKey, TryRequest
+from leoflow.executors.port import Executor, Reconciling, TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.scheduler.dispatch import build_request, ti_try_key, to_try_key
 from leoflow.scheduler.metrics import SchedulerMetrics
 from leoflow.store.fence import Fence
-from leoflow.store.port import MAX_TXN_OPS, Op, StoreError
+from leoflow.store.port import MAX_TXN_OPS, InvalidKey, Op, StoreError, TooManyOperations, ValueTooLarge
 from leoflow.store.repos import Repositories, codec
 from leoflow.store.repos.base import TIKey, Versioned
 from leoflow.store.repos.errors import AlreadyExists, Conflict, Fenced
@@ -69,6 +71,8 @@ RunKey = tuple[str, str]
 # Groups larger than one transaction are split; the fence takes one slot.
 _GROUP_OPS = MAX_TXN_OPS - 1
 _BATCH_CREATE_LIMIT = 55  # tasks per DAG up to which a run is created inside the batch
+# Submit failures that no retry can cure: the request itself is what the executor's store refuses.
+_PERMANENT_SUBMIT_ERRORS = (ValueTooLarge, InvalidKey, TooManyOperations)
 
 
 def _utcnow() -> datetime:
@@ -276,8 +280,7 @@ class Scheduler:
                         request = build_request(dag, dag.tasks[ti.task_id], run, ti,
                                                 xcom=self._xcom_reader(run), variables=self._variable_reader)
                     except (RenderError, KeyError, LookupError) as exc:
-                        log.warning("cannot rebuild a queued try; it will fail on its next report",
-                                    extra={"task": ti.task_id, "run_id": ti.run_id, "error": str(exc)})
+                        self._refuse(ti_try_key(ti), f"cannot rebuild the queued try: {exc}")
                         continue
                     self._submit(request, ti.scheduled_dttm)
                     queued.append(request.key)
@@ -479,6 +482,9 @@ class Scheduler:
         if self._retries:
             soonest = min(r.due for r in self._retries.values())
             wake.append(now + timedelta(seconds=max(0.0, soonest - time.monotonic())))
+        with self._inbox_cond:
+            if self._inbox:  # refusals queued by this wake-up: apply them at once
+                wake.append(now)
         self._update_gauges(runs, plans)
         for gone in set(self._decoded) - set(runs):
             del self._decoded[gone]
@@ -526,7 +532,7 @@ class Scheduler:
                     request = build_request(dag, dag.tasks[ti.task_id], run, ti, xcom=self._xcom_reader(run),
                                             variables=self._variable_reader)
                 except (RenderError, KeyError) as exc:
-                    log.warning("cannot rebuild a queued try", extra={"task": ti.task_id, "error": str(exc)})
+                    self._refuse(tk, f"cannot rebuild the queued try: {exc}")
                     continue
                 log.info("submitting a queued try this leader did not track", extra={"task": ti.task_id,
                                                                                     "run_id": ti.run_id})
@@ -736,10 +742,25 @@ class Scheduler:
         return handles
 
     # ---- actions ---------------------------------------------------------------------------------
+    def _refuse(self, key: TryKey, reason: str) -> None:
+        """Fail a queued try that can never reach the executor, as if the executor had reported it.
+
+        Going through the inbox keeps one path for every try outcome: the next wake-up applies it
+        fenced by try number (a duplicate is dropped as stale) and the retry policy decides.
+        """
+        self._retries.pop(key, None)
+        self.metrics.decisions.labels(kind="submit_refused").inc()
+        log.error("queued try failed: it cannot be handed to the executor",
+                  extra={"task": key.task_id, "run_id": key.run_id, "try_number": key.try_number, "error": reason})
+        self.add_events([TryEvent(key, TryOutcome.FAILED, self.clock(), reason=reason)])
+
     def _submit(self, request: TryRequest, scheduled_at: datetime | None, attempts: int = 0) -> bool:
         """Hand a durable queued try to the executor; a failure is retried later, try unchanged."""
         try:
             self.executor.submit(request)
+        except _PERMANENT_SUBMIT_ERRORS as exc:
+            self._refuse(request.key, f"the executor cannot accept this try: {exc}")
+            return False
         except Exception as exc:  # the executor's infrastructure failed; the try stays queued
             self.metrics.dispatch_failures.inc()
             delay = min(0.5 * 2**attempts, self.options.dispatch_backoff_max)

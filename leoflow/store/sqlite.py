@@ -588,11 +588,6 @@ class SqliteStore:
         return dict(zip(("id", "name", "ttl", "behavior", "lock_delay", "expires_at", "create_index"), row,
                         strict=True))
 
-    def current_index(self) -> int:
-        """The global index now (for benchmarks and diagnostics)."""
-        with self._use() as conn:
-            (idx,) = conn.execute("SELECT idx FROM meta WHERE id = 1").fetchone()
-        return max(int(idx), 1)
 
 
 def _cas_matches(old: Entry | None, cas: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import stat
@@ -111,3 +112,33 @@ def test_container_asked_but_no_cli_fails_with_the_reason(rig: Rig, monkeypatch:
     event = rig.wait_terminal(key)
     assert event.outcome is TryOutcome.FAILED
     assert "neither docker nor podman is installed" in (event.reason or "")
+
+
+def test_container_argv_memory_max_is_the_hard_limit_and_memory_the_reservation() -> None:
+    def memory_flags(**kw: int) -> list[str]:
+        argv = container_argv("podman", "alpine:3", ["true"], [], name="x", workdir="/w", **kw)
+        return [f"{a}={b}" for a, b in itertools.pairwise(argv) if a.startswith("--memory")]
+
+    assert memory_flags(memory_mb=256, memory_max_mb=1024) == ["--memory=1024m", "--memory-reservation=256m"]
+    assert memory_flags(memory_mb=256) == ["--memory=256m"]
+    assert memory_flags(memory_max_mb=512) == ["--memory=512m"]
+    assert memory_flags() == []
+
+
+def test_memory_max_reaches_the_container_cli_through_agentrpc(rig: Rig, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from leoflow.domain.dag import Resources
+    from leoflow.executors.port import TryKey, TryRequest
+
+    record = tmp_path / "docker-calls.ndjson"
+    _fake_cli(tmp_path / "bin", "docker", record)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    object.__setattr__(rig.server.settings, "container_queues", frozenset({"default"}))
+    rig.agent()
+    key = TryKey("dag_a", "r1", "big", -1, 1)
+    rig.executor.submit(TryRequest(key, ("true",), image="alpine:3",
+                                   resources=Resources(cpu=500, memory=300, memory_max=900)))
+    assert rig.wait_terminal(key).outcome is TryOutcome.SUCCESS
+    argv = json.loads(record.read_text().splitlines()[0])["argv"]
+    assert argv[argv.index("--memory") + 1] == "900m"
+    assert argv[argv.index("--memory-reservation") + 1] == "300m"

@@ -6,6 +6,8 @@ import json
 import socket
 import threading
 
+import pytest
+
 from tests.api.runs_helpers import get_ok, problem_of
 from tests.spec_validation import assert_spec
 
@@ -71,7 +73,31 @@ def test_bulk_create_update_delete(api, client):
     assert api.repos.connections.get("pg").record.host == "h"
 
 
+def test_connection_test_is_refused_unless_enabled(api, client):
+    """Default "Disabled" (and "Hidden"): Airflow's 403, and no socket is opened to the named host."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    try:
+        for setting in ("Disabled", "Hidden", "enabled-ish"):
+            api.ctx.config.ui.test_connection = setting
+            denied = client.simulate_post(BASE + "/test", json={"connection_id": "t", "conn_type": "http",
+                                                                "host": "127.0.0.1", "port": port})
+            body = problem_of(denied, 403, "POST", BASE + "/test")
+            assert body["detail"] == ("Testing connections is disabled in Airflow configuration. "
+                                      "Contact your deployment admin to enable it.")
+            with pytest.raises(TimeoutError):
+                listener.accept()  # nobody connected: the probe never ran
+            assert get_ok(client, "/ui/config")["test_connection"] in ("Disabled", "Hidden")  # no Test button
+    finally:
+        listener.close()
+
+
 def test_connection_test_reports_real_reachability(api, client):
+    api.ctx.config.ui.test_connection = " ENABLED "  # Airflow compares case-insensitively, stripped
+    assert get_ok(client, "/ui/config")["test_connection"] == "Enabled"  # the UI compares exactly
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)

@@ -3,14 +3,13 @@ import pytest
 from leoflow.domain.dag import DAG, Task
 from leoflow.domain.graph import (
     CycleError,
-    downstream_closure,
+    closures,
     downstream_map,
     edges_of,
     find_cycle,
     leaves,
     roots,
     topological_order,
-    upstream_closure,
 )
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []}
@@ -23,9 +22,9 @@ def test_topological_order_is_deterministic() -> None:
 
 def test_neighbourhoods() -> None:
     assert downstream_map(DIAMOND) == {"a": {"b", "c"}, "b": {"d"}, "c": {"d"}, "d": set(), "e": set()}
-    assert upstream_closure(DIAMOND, "d") == {"a", "b", "c"}
-    assert downstream_closure(DIAMOND, "a") == {"b", "c", "d"}
-    assert downstream_closure(DIAMOND, "d") == set()
+    assert closures(DIAMOND)["d"] == {"a", "b", "c"}
+    assert closures(downstream_map(DIAMOND))["a"] == {"b", "c", "d"}
+    assert closures(downstream_map(DIAMOND))["d"] == set()
     assert roots(DIAMOND) == ["a", "e"]
     assert leaves(DIAMOND) == ["d", "e"]
 

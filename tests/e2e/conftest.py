@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,7 +142,8 @@ class Standalone:
 
 
 def start_standalone(home: Path, dags_repo: Path | None, *, extra_env: dict[str, str] | None = None,
-                     port: int | None = None, timeout: float = 120.0, no_ui: bool = True) -> Standalone:
+                     port: int | None = None, timeout: float = 120.0, no_ui: bool = True,
+                     args: Sequence[str] = ()) -> Standalone:
     port = port or free_port()
     grpc_port = free_port()
     out = home.parent / f"standalone-{port}.out"
@@ -158,6 +159,7 @@ def start_standalone(home: Path, dags_repo: Path | None, *, extra_env: dict[str,
         argv += ["--dags-repo", str(dags_repo)]
     if no_ui:
         argv.append("--no-ui")
+    argv.extend(args)
     fh = open(out, "w")  # noqa: SIM115 - the child writes it for its life
     proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     fh.close()

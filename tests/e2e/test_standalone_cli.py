@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,51 @@ def test_ui_bundle_is_installed_once_with_progress(tmp_path: Path, monkeypatch: 
     again: list[str] = []
     assert ensure_ui(tmp_path / "lf-home", again.append)
     assert again == []
+
+
+def test_children_get_the_config_file_as_an_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leoflow.cli.standalone import child_env
+
+    (tmp_path / "lf.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    env = child_env(_config(tmp_path), tmp_path, port=1, grpc_port=2, dags_repo=None, capacity=1,
+                    metrics={"agentrpc": "", "scheduler": "", "agent": ""}, config_file="lf.toml")
+    assert env["LEOFLOW_CONFIG"] == str(tmp_path / "lf.toml")
+
+
+def test_dag_sync_child_reports_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "LEOFLOW_HOME": str(tmp_path), "LEOFLOW_CONFIG": str(tmp_path / "missing.toml")}
+    done = subprocess.run([sys.executable, "-m", "leoflow.cli.standalone", "dag-sync"], capture_output=True,
+                          text=True, timeout=60, env=env, check=False)
+    assert done.returncode == 1
+    assert "missing.toml does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_stopping_a_child_that_survives_sigkill_does_not_raise(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``stop`` must return even when the child outlives SIGKILL, so ``stop_all`` reaches every child.
+
+    The stand-in for "stuck in the kernel": a process outside its own process group (so the group
+    SIGKILL finds nothing) that ignores SIGTERM.
+    """
+    import signal
+
+    from leoflow.cli import standalone
+
+    monkeypatch.setattr(standalone, "KILL_WAIT", 0.2)
+    ready = tmp_path / "ready"
+    code = (f"import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
+    child = standalone.Child("stuck", [], {}, tmp_path / "stuck.log")
+    child.proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(600):  # bounded: 30 s
+            if ready.exists() or child.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert ready.exists()
+        child.stop(0.1)  # raised TimeoutExpired before the fix
+        assert child.alive()
+    finally:
+        child.proc.send_signal(signal.SIGKILL)
+        child.proc.wait(10)

@@ -217,3 +217,12 @@ def test_link_drop_while_a_task_finishes_reports_exactly_once(shared: tuple[Stan
     tries = sa.api.tries("e2e_linkdrop", run_id, "slow")
     assert [t["try_number"] for t in tries] == [1]
     assert _runs(marks) == {"slow.1": 1, "after.1": 1}
+
+
+def test_config_file_reaches_every_child(dag_repo: DagRepo, standalone_factory, tmp_path: Path) -> None:
+    """``--config`` is what the children read: the DAG repository named only in the file is synced."""
+    dag_repo.commit({"from_config.yaml": _dag("e2e_from_config", "  - task_id: t\n    command: [\"true\"]\n")})
+    config = tmp_path / "leoflow.toml"
+    config.write_text(f'[dags]\nrepo = "{dag_repo.path}"\nfetch_interval = 1.0\n')
+    sa: Standalone = standalone_factory(None, args=["--config", str(config)])
+    assert sa.api.wait_dag("e2e_from_config", timeout=60)["dag_id"] == "e2e_from_config"

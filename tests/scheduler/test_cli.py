@@ -83,3 +83,16 @@ def test_unknown_executor_is_a_clear_error(tmp_path: Path) -> None:
                          text=True, timeout=30)
     assert out.returncode == 1
     assert "scheduler.executor" in out.stderr and "carrier-pigeon" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sighup_names_every_key_baked_in_at_start() -> None:
+    """A reload must not claim to apply what the running executor, store or election fixed at start."""
+    from leoflow.cli.scheduler import _restart_keys_changed
+    from leoflow.config import Config
+
+    old, new = Config(), Config()
+    new.scheduler.agent_heartbeat_timeout = old.scheduler.agent_heartbeat_timeout + 5
+    new.vault.kv_mount = old.vault.kv_mount + "-other"
+    new.home = "/elsewhere"
+    new.scheduler.parallelism = old.scheduler.parallelism + 1  # applies live: not named
+    assert _restart_keys_changed(old, new) == ["home", "scheduler.agent_heartbeat_timeout", "vault"]

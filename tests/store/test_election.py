@@ -123,10 +123,8 @@ def test_graceful_stepdown_releases_first_so_no_lock_delay(stores: tuple[object,
     try:
         time.sleep(0.2)
         assert not b.is_leader
-        started = time.monotonic()
         a.stop(graceful=True)
         assert b.wait_elected(long_delay - 1)  # well inside the lock-delay: release imposed none
-        assert time.monotonic() - started < long_delay
         assert a.lost.is_set() and not a.is_leader
     finally:
         b.stop()

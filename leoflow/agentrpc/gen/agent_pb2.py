@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cleoflow/agent/v1/agent.proto\x12\x10leoflow.agent.v1\"\xd5\x01\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05pools\x18\x02 \x03(\t\x12=\n\x06labels\x18\x03 \x03(\x0b\x32-.leoflow.agent.v1.RegisterRequest.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08hostname\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8e\x01\n\x10RegisterResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x04 \x01(\x05\x12\x1c\n\x14heartbeat_timeout_ms\x18\x05 \x01(\x05\"`\n\x06TryRef\x12\x0e\n\x06\x64\x61g_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x11\n\tmap_index\x18\x04 \x01(\x05\x12\x12\n\ntry_number\x18\x05 \x01(\x05\"\x81\x02\n\x0c\x41gentMessage\x12*\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.AttachH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.leoflow.agent.v1.HeartbeatH\x00\x12.\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x1f.leoflow.agent.v1.AssignmentAckH\x00\x12/\n\x06report\x18\x04 \x01(\x0b\x32\x1d.leoflow.agent.v1.StateReportH\x00\x12*\n\x04logs\x18\x05 \x01(\x0b\x32\x1a.leoflow.agent.v1.LogBatchH\x00\x42\x06\n\x04\x62ody\"\x90\x02\n\rServerMessage\x12\x32\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.leoflow.agent.v1.AssignmentH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.leoflow.agent.v1.CancelH\x00\x12\x31\n\nreport_ack\x18\x03 \x01(\x0b\x32\x1b.leoflow.agent.v1.ReportAckH\x00\x12+\n\x07log_ack\x18\x04 \x01(\x0b\x32\x18.leoflow.agent.v1.LogAckH\x00\x12\x37\n\rheartbeat_ack\x18\x05 \x01(\x0b\x32\x1e.leoflow.agent.v1.HeartbeatAckH\x00\x42\x06\n\x04\x62ody\"E\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x05known\x18\x02 \x03(\x0b\x32\x18.leoflow.agent.v1.TryRef\"0\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x05\"&\n\x0cHeartbeatAck\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"(\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x05\x12\x0e\n\x06memory\x18\x02 \x01(\x05\"\x9c\x02\n\nAssignment\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x32\n\x03\x65nv\x18\x04 \x03(\x0b\x32%.leoflow.agent.v1.Assignment.EnvEntry\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\x12\r\n\x05queue\x18\x06 \x01(\t\x12.\n\tresources\x18\x07 \x01(\x0b\x32\x1b.leoflow.agent.v1.Resources\x12\x0f\n\x07runtime\x18\x08 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\rAssignmentAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"?\n\x06\x43\x61ncel\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x85\x02\n\x0bStateReport\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.leoflow.agent.v1.TaskState\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x16\n\x0eoccurred_at_ms\x18\x06 \x01(\x03\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bxcom_return\x18\x08 \x01(\t\x12\x17\n\x0fhas_xcom_return\x18\t \x01(\x08\x12\x11\n\treport_id\x18\n \x01(\x04\"\xd8\x01\n\tReportAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x11\n\treport_id\x18\x02 \x01(\x04\x12\x32\n\x06result\x18\x03 \x01(\x0e\x32\".leoflow.agent.v1.ReportAck.Result\"]\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x13\n\x0fRESULT_ACCEPTED\x10\x01\x12\x14\n\x10RESULT_DUPLICATE\x10\x02\x12\x10\n\x0cRESULT_STALE\x10\x03\"J\n\x07LogLine\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\"n\n\x08LogBatch\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12(\n\x05lines\x18\x03 \x03(\x0b\x32\x19.leoflow.agent.v1.LogLine\"D\n\x06LogAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x13\n\x0bthrough_seq\x18\x02 \x01(\x04*n\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_RUNNING\x10\x01\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x02\x12\x15\n\x11TASK_STATE_FAILED\x10\x03\x32\xb1\x01\n\x0c\x41gentService\x12Q\n\x08Register\x12!.leoflow.agent.v1.RegisterRequest\x1a\".leoflow.agent.v1.RegisterResponse\x12N\n\x07\x43onnect\x12\x1e.leoflow.agent.v1.AgentMessage\x1a\x1f.leoflow.agent.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cleoflow/agent/v1/agent.proto\x12\x10leoflow.agent.v1\"\xd5\x01\n\x0fRegisterRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\r\n\x05pools\x18\x02 \x03(\t\x12=\n\x06labels\x18\x03 \x03(\x0b\x32-.leoflow.agent.v1.RegisterRequest.LabelsEntry\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\x05\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x10\n\x08hostname\x18\x06 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8e\x01\n\x10RegisterResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tserver_id\x18\x02 \x01(\t\x12\x16\n\x0eserver_time_ms\x18\x03 \x01(\x03\x12\x1d\n\x15heartbeat_interval_ms\x18\x04 \x01(\x05\x12\x1c\n\x14heartbeat_timeout_ms\x18\x05 \x01(\x05\"`\n\x06TryRef\x12\x0e\n\x06\x64\x61g_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x11\n\tmap_index\x18\x04 \x01(\x05\x12\x12\n\ntry_number\x18\x05 \x01(\x05\"\x81\x02\n\x0c\x41gentMessage\x12*\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.AttachH\x00\x12\x30\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.leoflow.agent.v1.HeartbeatH\x00\x12.\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x1f.leoflow.agent.v1.AssignmentAckH\x00\x12/\n\x06report\x18\x04 \x01(\x0b\x32\x1d.leoflow.agent.v1.StateReportH\x00\x12*\n\x04logs\x18\x05 \x01(\x0b\x32\x1a.leoflow.agent.v1.LogBatchH\x00\x42\x06\n\x04\x62ody\"\x90\x02\n\rServerMessage\x12\x32\n\nassignment\x18\x01 \x01(\x0b\x32\x1c.leoflow.agent.v1.AssignmentH\x00\x12*\n\x06\x63\x61ncel\x18\x02 \x01(\x0b\x32\x18.leoflow.agent.v1.CancelH\x00\x12\x31\n\nreport_ack\x18\x03 \x01(\x0b\x32\x1b.leoflow.agent.v1.ReportAckH\x00\x12+\n\x07log_ack\x18\x04 \x01(\x0b\x32\x18.leoflow.agent.v1.LogAckH\x00\x12\x37\n\rheartbeat_ack\x18\x05 \x01(\x0b\x32\x1e.leoflow.agent.v1.HeartbeatAckH\x00\x42\x06\n\x04\x62ody\"E\n\x06\x41ttach\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\'\n\x05known\x18\x02 \x03(\x0b\x32\x18.leoflow.agent.v1.TryRef\"0\n\tHeartbeat\x12\x12\n\nsent_at_ms\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x05\"&\n\x0cHeartbeatAck\x12\x16\n\x0eserver_time_ms\x18\x01 \x01(\x03\"<\n\tResources\x12\x0b\n\x03\x63pu\x18\x01 \x01(\x05\x12\x0e\n\x06memory\x18\x02 \x01(\x05\x12\x12\n\nmemory_max\x18\x03 \x01(\x05\"\x9c\x02\n\nAssignment\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x0f\n\x07\x63ommand\x18\x02 \x03(\t\x12\r\n\x05image\x18\x03 \x01(\t\x12\x32\n\x03\x65nv\x18\x04 \x03(\x0b\x32%.leoflow.agent.v1.Assignment.EnvEntry\x12\x17\n\x0ftimeout_seconds\x18\x05 \x01(\x01\x12\r\n\x05queue\x18\x06 \x01(\t\x12.\n\tresources\x18\x07 \x01(\x0b\x32\x1b.leoflow.agent.v1.Resources\x12\x0f\n\x07runtime\x18\x08 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"X\n\rAssignmentAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"?\n\x06\x43\x61ncel\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x85\x02\n\x0bStateReport\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.leoflow.agent.v1.TaskState\x12\x15\n\rhas_exit_code\x18\x03 \x01(\x08\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x16\n\x0eoccurred_at_ms\x18\x06 \x01(\x03\x12\x10\n\x08hostname\x18\x07 \x01(\t\x12\x13\n\x0bxcom_return\x18\x08 \x01(\t\x12\x17\n\x0fhas_xcom_return\x18\t \x01(\x08\x12\x11\n\treport_id\x18\n \x01(\x04\"\xd8\x01\n\tReportAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x11\n\treport_id\x18\x02 \x01(\x04\x12\x32\n\x06result\x18\x03 \x01(\x0e\x32\".leoflow.agent.v1.ReportAck.Result\"]\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x13\n\x0fRESULT_ACCEPTED\x10\x01\x12\x14\n\x10RESULT_DUPLICATE\x10\x02\x12\x10\n\x0cRESULT_STALE\x10\x03\"J\n\x07LogLine\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\"n\n\x08LogBatch\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x11\n\tfirst_seq\x18\x02 \x01(\x04\x12(\n\x05lines\x18\x03 \x03(\x0b\x32\x19.leoflow.agent.v1.LogLine\"D\n\x06LogAck\x12%\n\x03ref\x18\x01 \x01(\x0b\x32\x18.leoflow.agent.v1.TryRef\x12\x13\n\x0bthrough_seq\x18\x02 \x01(\x04*n\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATE_RUNNING\x10\x01\x12\x16\n\x12TASK_STATE_SUCCESS\x10\x02\x12\x15\n\x11TASK_STATE_FAILED\x10\x03\x32\xb1\x01\n\x0c\x41gentService\x12Q\n\x08Register\x12!.leoflow.agent.v1.RegisterRequest\x1a\".leoflow.agent.v1.RegisterResponse\x12N\n\x07\x43onnect\x12\x1e.leoflow.agent.v1.AgentMessage\x1a\x1f.leoflow.agent.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ASSIGNMENT_ENVENTRY']._loaded_options = None
   _globals['_ASSIGNMENT_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATE']._serialized_start=2430
-  _globals['_TASKSTATE']._serialized_end=2540
+  _globals['_TASKSTATE']._serialized_start=2450
+  _globals['_TASKSTATE']._serialized_end=2560
   _globals['_REGISTERREQUEST']._serialized_start=51
   _globals['_REGISTERREQUEST']._serialized_end=264
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=219
@@ -57,27 +57,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATACK']._serialized_start=1165
   _globals['_HEARTBEATACK']._serialized_end=1203
   _globals['_RESOURCES']._serialized_start=1205
-  _globals['_RESOURCES']._serialized_end=1245
-  _globals['_ASSIGNMENT']._serialized_start=1248
-  _globals['_ASSIGNMENT']._serialized_end=1532
-  _globals['_ASSIGNMENT_ENVENTRY']._serialized_start=1490
-  _globals['_ASSIGNMENT_ENVENTRY']._serialized_end=1532
-  _globals['_ASSIGNMENTACK']._serialized_start=1534
-  _globals['_ASSIGNMENTACK']._serialized_end=1622
-  _globals['_CANCEL']._serialized_start=1624
-  _globals['_CANCEL']._serialized_end=1687
-  _globals['_STATEREPORT']._serialized_start=1690
-  _globals['_STATEREPORT']._serialized_end=1951
-  _globals['_REPORTACK']._serialized_start=1954
-  _globals['_REPORTACK']._serialized_end=2170
-  _globals['_REPORTACK_RESULT']._serialized_start=2077
-  _globals['_REPORTACK_RESULT']._serialized_end=2170
-  _globals['_LOGLINE']._serialized_start=2172
-  _globals['_LOGLINE']._serialized_end=2246
-  _globals['_LOGBATCH']._serialized_start=2248
-  _globals['_LOGBATCH']._serialized_end=2358
-  _globals['_LOGACK']._serialized_start=2360
-  _globals['_LOGACK']._serialized_end=2428
-  _globals['_AGENTSERVICE']._serialized_start=2543
-  _globals['_AGENTSERVICE']._serialized_end=2720
+  _globals['_RESOURCES']._serialized_end=1265
+  _globals['_ASSIGNMENT']._serialized_start=1268
+  _globals['_ASSIGNMENT']._serialized_end=1552
+  _globals['_ASSIGNMENT_ENVENTRY']._serialized_start=1510
+  _globals['_ASSIGNMENT_ENVENTRY']._serialized_end=1552
+  _globals['_ASSIGNMENTACK']._serialized_start=1554
+  _globals['_ASSIGNMENTACK']._serialized_end=1642
+  _globals['_CANCEL']._serialized_start=1644
+  _globals['_CANCEL']._serialized_end=1707
+  _globals['_STATEREPORT']._serialized_start=1710
+  _globals['_STATEREPORT']._serialized_end=1971
+  _globals['_REPORTACK']._serialized_start=1974
+  _globals['_REPORTACK']._serialized_end=2190
+  _globals['_REPORTACK_RESULT']._serialized_start=2097
+  _globals['_REPORTACK_RESULT']._serialized_end=2190
+  _globals['_LOGLINE']._serialized_start=2192
+  _globals['_LOGLINE']._serialized_end=2266
+  _globals['_LOGBATCH']._serialized_start=2268
+  _globals['_LOGBATCH']._serialized_end=2378
+  _globals['_LOGACK']._serialized_start=2380
+  _globals['_LOGACK']._serialized_end=2448
+  _globals['_AGENTSERVICE']._serialized_start=2563
+  _globals['_AGENTSERVICE']._serialized_end=2740
 # @@protoc_insertion_point(module_scope)

@@ -121,12 +121,14 @@ class HeartbeatAck(_message.Message):
     def __init__(self, server_time_ms: _Optional[int] = ...) -> None: ...
 
 class Resources(_message.Message):
-    __slots__ = ("cpu", "memory")
+    __slots__ = ("cpu", "memory", "memory_max")
     CPU_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MAX_FIELD_NUMBER: _ClassVar[int]
     cpu: int
     memory: int
-    def __init__(self, cpu: _Optional[int] = ..., memory: _Optional[int] = ...) -> None: ...
+    memory_max: int
+    def __init__(self, cpu: _Optional[int] = ..., memory: _Optional[int] = ..., memory_max: _Optional[int] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("ref", "command", "image", "env", "timeout_seconds", "queue", "resources", "runtime")

@@ -210,14 +210,14 @@ class ConnectionBody(Strict):
 
 
 class VariableBody(Strict):
-    key: Annotated[StrictStr, Field(max_length=250)]
+    key: Annotated[StrictStr, Field(min_length=1, max_length=250)]
     value: JsonValue
     description: StrictStr | None = None
     team_name: Annotated[StrictStr, Field(max_length=50)] | None = None
 
 
 class PoolBody(Strict):
-    name: Annotated[StrictStr, Field(max_length=256)]
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     slots: Annotated[StrictInt, Field(ge=-1)]
     description: StrictStr | None = None
     include_deferred: StrictBool = False
@@ -233,7 +233,7 @@ class PoolPatchBody(Strict):
 
 
 class XComCreateBody(Strict):
-    key: StrictStr
+    key: Annotated[StrictStr, Field(min_length=1)]
     value: Any
     map_index: StrictInt = -1
 
@@ -332,12 +332,15 @@ def parse(req: falcon.Request, model: type[M], *, allow_empty: bool = False) -> 
 def read(req: falcon.Request) -> Any:
     """The JSON document of the request (size and content type checked by ``dto.json_body``)."""
     try:
-        return dto.json_body(req)
+        document = dto.json_body(req)
     except problem.Problem as exc:
         if exc.status_code != 400:
             raise
         # FastAPI (so Airflow) answers an unparsable body with 422 ``json_invalid``: the spec's status.
         raise problem.invalid("body", exc.description or "JSON decode error") from None
+    # Kept so a store refusal later in the request can name the field at fault (problem.py).
+    setattr(req.context, problem.BODY_DOCUMENT, document)
+    return document
 
 
 def fields_set(body: BaseModel) -> set[str]:

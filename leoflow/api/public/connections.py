@@ -5,9 +5,12 @@ password always comes back as ``***``; ``extra`` keys whose names Airflow's mask
 sensitive come back as ``***``. Sending ``***`` back in a PATCH keeps the stored value
 (Airflow's ``merge``), so editing a connection in the UI does not wipe its password.
 
-``POST /connections/test`` is honest about what it can check: it opens a TCP connection to the
-connection's host and port (or the usual port of its type) and reports whether that worked. It
-does not log in; the message says so.
+``POST /connections/test`` is off unless ``[ui] test_connection = "Enabled"`` (Airflow's
+``[core] test_connection``, default ``Disabled``): it opens a TCP connection to any host and port
+the caller names and says whether that worked, so left on it would let every ``op`` user probe
+the internal network from the server. When enabled it is honest about what it checks: reachability
+of the host and port (or the usual port of the type), no login; the message says so. ``/ui/config``
+echoes the same setting, so the UI shows the Test button exactly when the endpoint answers.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import falcon
 
 from leoflow.api import dto, problem
 from leoflow.api.auth.roles import Role
-from leoflow.api.public import _bodies, _entities, _query, _runs, _secrets
+from leoflow.api.public import _bodies, _entities, _query, _secrets
 from leoflow.domain.records import Connection
 from leoflow.store.repos.base import Versioned
-from leoflow.store.repos.errors import AlreadyExists
 
 FIELDS = ("conn_type", "description", "host", "login", "schema", "port", "password", "extra", "team_name")
 TEST_TIMEOUT_SECONDS = 3.0
+TEST_DISABLED = ("Testing connections is disabled in Airflow configuration. "
+                 "Contact your deployment admin to enable it.")
 DEFAULT_PORTS = {
     "postgres": 5432, "mysql": 3306, "mssql": 1433, "oracle": 1521, "redis": 6379, "mongo": 27017,
     "http": 80, "https": 443, "ssh": 22, "sftp": 22, "ftp": 21, "smtp": 25, "imap": 143,
@@ -117,70 +121,26 @@ SORTING: _query.Sorting[Versioned[Connection]] = _query.Sorting(
 )
 
 
-def _not_found(connection_id: str) -> problem.Problem:
-    return problem.not_found(f"The Connection with connection_id: `{connection_id}` was not found")
+def _patch_fields(req: falcon.Request, body: Any) -> set[str]:
+    """Airflow's ``update_orm_from_pydantic``: the masked fields as sent or defaulted, else those sent."""
+    mask = dto.update_mask(req, set(FIELDS))
+    fields = mask if mask is not None else set(body.model_fields_set)
+    return {"schema" if f == "schema_" else f for f in fields}
 
 
-class ConnectionCollection:
-    roles = {"GET": Role.OP, "POST": Role.OP, "PATCH": Role.OP}
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        preds = _query.patterns(req, "connection_id", lambda v: v.record.connection_id)
-        resp.media = _query.listing(req, self.ctx.repos.connections.all(), preds, SORTING, "connections",
-                                    lambda v: response(v.record))
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _bodies.parse(req, _bodies.ConnectionBody)
-        try:
-            created = self.ctx.repos.connections.create(_create(body))
-        except AlreadyExists:
-            raise problem.conflict(f"Connection with connection_id: `{body.connection_id}` already exists") from None
-        _runs.audit(self.ctx, req, "post_connection", extra={"connection_id": body.connection_id})
-        resp.status = falcon.HTTP_201
-        resp.media = response(created.record)
-
-    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _bodies.parse(req, _bodies.BulkConnections)
-
-        def audit(action: str, ident: str) -> None:
-            _runs.audit(self.ctx, req, f"bulk_connections.{action}", extra={"connection_id": ident})
-
-        resp.media = _entities.bulk(self.ctx, ADAPTER, body, audit)
-
-
-class ConnectionItem:
-    roles = {"GET": Role.OP, "PATCH": Role.OP, "DELETE": Role.OP}
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, connection_id: str) -> None:
-        found = self.ctx.repos.connections.get(connection_id)
-        if found is None:
-            raise _not_found(connection_id)
-        resp.media = response(found.record)
-
-    def on_patch(self, req: falcon.Request, resp: falcon.Response, connection_id: str) -> None:
-        body = _bodies.parse(req, _bodies.ConnectionBody)
-        if body.connection_id != connection_id:
-            raise problem.bad_request("The connection_id in the request body does not match the URL parameter",
-                                      field="body.connection_id")
-        mask = dto.update_mask(req, set(FIELDS))
-        fields = mask if mask is not None else set(body.model_fields_set) - {"connection_id"}
-        fields = {"schema" if f == "schema_" else f for f in fields}
-        updated = _entities.write_update(self.ctx, ADAPTER, connection_id, body, fields)
-        _runs.audit(self.ctx, req, "patch_connection", extra={"connection_id": connection_id,
-                                                              "fields": sorted(fields)})
-        resp.media = response(updated.record)
-
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, connection_id: str) -> None:
-        if not self.ctx.repos.connections.delete(connection_id):
-            raise _not_found(connection_id)
-        _runs.audit(self.ctx, req, "delete_connection", extra={"connection_id": connection_id})
-        resp.status = falcon.HTTP_204
+RESOURCE: _entities.Resource[Connection] = _entities.Resource(
+    adapter=ADAPTER,
+    title="Connection",
+    path_param="connection_id",
+    pattern_param="connection_id",
+    body=_bodies.ConnectionBody,
+    bulk_body=_bodies.BulkConnections,
+    sorting=SORTING,
+    response=response,
+    exists_detail="Connection with connection_id: `{ident}` already exists",
+    mismatch_detail="The connection_id in the request body does not match the URL parameter",
+    patch_fields=_patch_fields,
+)
 
 
 def tcp_check(
@@ -203,6 +163,16 @@ def tcp_check(
                   "log in with the credentials)")
 
 
+def test_connection_mode(setting: str) -> str:
+    """The setting as the UI compares it ("Enabled" | "Hidden" | "Disabled").
+
+    Airflow's gate accepts "enabled" in any case and spacing, while its UI compares the exact
+    strings; normalizing once keeps the button and the endpoint in agreement.
+    """
+    lowered = setting.strip().lower()
+    return "Enabled" if lowered == "enabled" else "Hidden" if lowered == "hidden" else "Disabled"
+
+
 class ConnectionTest:
     roles = {"POST": Role.OP}
 
@@ -210,6 +180,8 @@ class ConnectionTest:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if test_connection_mode(self.ctx.config.ui.test_connection) != "Enabled":
+            raise problem.forbidden(TEST_DISABLED)
         body = _bodies.parse(req, _bodies.ConnectionBody)
         _check_extra(body.extra)
         ok, message = tcp_check(body.host, body.port, body.conn_type)
@@ -217,6 +189,5 @@ class ConnectionTest:
 
 
 def register(app: falcon.App, ctx: Any) -> None:
-    app.add_route("/api/v2/connections", ConnectionCollection(ctx))
+    _entities.register(app, ctx, RESOURCE)
     app.add_route("/api/v2/connections/test", ConnectionTest(ctx))
-    app.add_route("/api/v2/connections/{connection_id}", ConnectionItem(ctx))

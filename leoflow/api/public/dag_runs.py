@@ -33,8 +33,9 @@ from leoflow.store.repos.base import Versioned
 from leoflow.store.repos.errors import AlreadyExists, Conflict
 from leoflow.store.repos.query import RunQuery
 
-# Airflow's ``[scheduler] allowed_run_id_pattern`` default.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.~:+-]+$")
+# Airflow's ``[scheduler] allowed_run_id_pattern`` default, minus ids made only of dots: a run id
+# names a log directory, and "." / ".." would traverse out of it.
+RUN_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9_.~:+-]+$")
 MUTABLE_STATES = frozenset({"queued", "success", "failed"})
 
 
@@ -188,6 +189,12 @@ class DagRunCollection:
                 interval = timetable.infer_manual_data_interval(dag, logical_date)
                 start, end = interval.start, interval.end
         if body.dag_run_id is not None:
+            if body.dag_run_id.strip(".") == "" and body.dag_run_id:
+                raise problem.bad_request(
+                    f"The run_id provided {body.dag_run_id!r} is not allowed: a run id must not be '.', '..' or "
+                    "only dots",
+                    field="body.dag_run_id",
+                )
             if not body.dag_run_id or not RUN_ID_PATTERN.match(body.dag_run_id) or len(body.dag_run_id) > 250:
                 raise problem.bad_request(
                     f"The run_id provided '{body.dag_run_id}' does not match regex pattern "

@@ -14,12 +14,10 @@ from typing import Any
 
 import falcon
 
-from leoflow.api import dto, problem
-from leoflow.api.auth.roles import Role
-from leoflow.api.public import _bodies, _entities, _query, _runs, _secrets
+from leoflow.api import dto
+from leoflow.api.public import _bodies, _entities, _query, _secrets
 from leoflow.domain.records import Variable
 from leoflow.store.repos.base import Versioned
-from leoflow.store.repos.errors import AlreadyExists
 
 UPDATABLE = frozenset({"value", "description", "team_name"})
 
@@ -83,70 +81,26 @@ SORTING: _query.Sorting[Versioned[Variable]] = _query.Sorting(
 )
 
 
-def _not_found(key: str) -> problem.Problem:
-    return problem.not_found(f"The Variable with key: `{key}` was not found")
+def _patch_fields(req: falcon.Request, body: Any) -> set[str]:
+    """Airflow's variable PATCH: the fields sent, narrowed by ``update_mask`` when given."""
+    mask = dto.update_mask(req, set(UPDATABLE) | {"key"})
+    return (set(body.model_fields_set) & mask) if mask is not None else set(body.model_fields_set)
 
 
-class VariableCollection:
-    roles = {"GET": Role.OP, "POST": Role.OP, "PATCH": Role.OP}
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        preds = _query.patterns(req, "variable_key", lambda v: v.record.key)
-        resp.media = _query.listing(req, self.ctx.repos.variables.all(), preds, SORTING, "variables",
-                                    lambda v: response(v.record))
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _bodies.parse(req, _bodies.VariableBody)
-        try:
-            created = self.ctx.repos.variables.create(_create(body))
-        except AlreadyExists:
-            raise problem.conflict(f"The Variable with key: `{body.key}` already exists") from None
-        _runs.audit(self.ctx, req, "post_variable", extra={"key": body.key})
-        resp.status = falcon.HTTP_201
-        resp.media = response(created.record)
-
-    def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = _bodies.parse(req, _bodies.BulkVariables)
-
-        def audit(action: str, ident: str) -> None:
-            _runs.audit(self.ctx, req, f"bulk_variables.{action}", extra={"key": ident})
-
-        resp.media = _entities.bulk(self.ctx, ADAPTER, body, audit)
-
-
-class VariableItem:
-    roles = {"GET": Role.OP, "PATCH": Role.OP, "DELETE": Role.OP}
-
-    def __init__(self, ctx: Any) -> None:
-        self.ctx = ctx
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response, variable_key: str) -> None:
-        found = self.ctx.repos.variables.get(variable_key)
-        if found is None:
-            raise _not_found(variable_key)
-        resp.media = response(found.record)
-
-    def on_patch(self, req: falcon.Request, resp: falcon.Response, variable_key: str) -> None:
-        body = _bodies.parse(req, _bodies.VariableBody)
-        if body.key != variable_key:
-            raise problem.bad_request("Invalid body, key from request body doesn't match uri parameter",
-                                      field="body.key")
-        mask = dto.update_mask(req, set(UPDATABLE) | {"key"})
-        fields = (set(body.model_fields_set) & mask) if mask is not None else set(body.model_fields_set)
-        updated = _entities.write_update(self.ctx, ADAPTER, variable_key, body, fields - {"key"})
-        _runs.audit(self.ctx, req, "patch_variable", extra={"key": variable_key, "fields": sorted(fields - {"key"})})
-        resp.media = response(updated.record)
-
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, variable_key: str) -> None:
-        if not self.ctx.repos.variables.delete(variable_key):
-            raise _not_found(variable_key)
-        _runs.audit(self.ctx, req, "delete_variable", extra={"key": variable_key})
-        resp.status = falcon.HTTP_204
+RESOURCE: _entities.Resource[Variable] = _entities.Resource(
+    adapter=ADAPTER,
+    title="Variable",
+    path_param="variable_key",
+    pattern_param="variable_key",
+    body=_bodies.VariableBody,
+    bulk_body=_bodies.BulkVariables,
+    sorting=SORTING,
+    response=response,
+    exists_detail="The Variable with key: `{ident}` already exists",
+    mismatch_detail="Invalid body, key from request body doesn't match uri parameter",
+    patch_fields=_patch_fields,
+)
 
 
 def register(app: falcon.App, ctx: Any) -> None:
-    app.add_route("/api/v2/variables", VariableCollection(ctx))
-    app.add_route("/api/v2/variables/{variable_key}", VariableItem(ctx))
+    _entities.register(app, ctx, RESOURCE)

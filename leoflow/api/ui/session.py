@@ -16,6 +16,7 @@ from leoflow.api import dto
 from leoflow.api.auth.roles import Role
 from leoflow.api.context import AppContext
 from leoflow.api.middleware import current_user
+from leoflow.api.public import connections
 
 # Airflow's MenuItem enum values, with the role a user needs for Leoflow to show each.
 MENU_ITEMS: tuple[tuple[str, Role], ...] = (
@@ -43,7 +44,7 @@ def config_response(ctx: AppContext) -> dict[str, object]:
         "enable_swagger_ui": False,
         "require_confirmation_dag_change": ui.require_confirmation_dag_change,
         "default_wrap": ui.default_wrap,
-        "test_connection": ui.test_connection,
+        "test_connection": connections.test_connection_mode(ui.test_connection),
         "dashboard_alert": alerts,
         "show_external_log_redirect": False,
         "external_log_name": None,

@@ -72,8 +72,8 @@ class LogCopier:
         return not any(t.is_alive() for t in self._threads)
 
     def _already_copied(self, kind: str) -> int:
-        chunk = self.store.read(self.key)
-        return sum(1 for line in chunk.lines if line.get("logger") == f"task.{kind}")
+        logger = f"task.{kind}"
+        return sum(1 for line in self.store.iter_lines(self.key) if line.record.get("logger") == logger)
 
     def _follow(self, kind: str) -> None:
         skip = self._already_copied(kind)

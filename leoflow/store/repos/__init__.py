@@ -126,11 +126,6 @@ class Repositories:
         """The scheduler leader (lock ``<root>/scheduler/leader``), or None when no scheduler leads."""
         return read_leader(self.store, keys.join(self.keyspace.root, "scheduler", "leader"))
 
-    def scheduler_heartbeat(self) -> datetime | None:
-        """Liveness without a heartbeat key: a held leader lock proves a session renewed within 2 x TTL,
-        so while it is held the answer is "now"; None when no scheduler holds the lock."""
-        return self.clock() if self.leader() is not None else None
-
     def pool_slots(self) -> dict[str, PoolSlots]:
         """Slot usage of every pool, from the TIs of active runs (1 + one request per active run)."""
         pools = [v.record for v in self.pools.all()]

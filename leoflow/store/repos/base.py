@@ -108,11 +108,6 @@ class Keyspace:
     def active_prefix(self) -> str:
         return keys.prefix_of(self.root, "active")
 
-    def parse_run(self, key: str) -> tuple[str, str]:
-        """(dag_id, run_id) of a ``runs/`` or ``active/`` key."""
-        parts = key[len(self.root) + 1 :].split("/")
-        return keys.decode_id(parts[1]), keys.decode_id(parts[2])
-
     # task instances
     def ti_run_prefix(self, dag_id: str, run_id: str) -> str:
         return keys.prefix_of(self.root, "ti", _ENC(dag_id), _ENC(run_id))

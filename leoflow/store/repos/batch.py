@@ -100,12 +100,6 @@ class WriteBatch:
         return self._add(f"task {new.task_id!r} of run {new.run_id!r}", ops,
                          lambda res, at: Versioned(new, res.results[at].modify_index, old.create_index))
 
-    def create_tis(self, tis: Sequence[TaskInstance]) -> Handle:
-        ops = self.repos.task_instances.create_ops(tis)
-        return self._add(f"create {len(tis)} task instances", ops,
-                         lambda res, at: [Versioned(t, res.results[at + i].modify_index,
-                                                    res.results[at + i].create_index) for i, t in enumerate(tis)])
-
     def update_run(self, old: Versioned[DagRun], new: DagRun) -> Handle:
         ops = self.repos.runs.update_ops(old, new)
 

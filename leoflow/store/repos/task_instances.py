@@ -17,7 +17,6 @@ Fencing rules every write obeys:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,9 +65,6 @@ class RunSnapshot:
             if v.record.task_id == task_id and v.record.map_index == map_index:
                 return v
         return None
-
-    def state_counts(self) -> dict[str, int]:
-        return dict(Counter(str(v.record.state) if v.record.state is not None else "none" for v in self.current))
 
 
 def _strip(ti: TaskInstance) -> dict[str, Any]:
@@ -170,12 +166,6 @@ class TaskInstanceRepository:
     def tries(self, key: TIKey) -> list[TaskInstance]:
         """All tries of one TI, oldest first, the current try last: one store request."""
         return self.snapshot(key.dag_id, key.run_id).tries(key.task_id, key.map_index)
-
-    def try_of(self, key: TIKey, try_number: int) -> TaskInstance | None:
-        for t in self.tries(key):
-            if t.try_number == try_number:
-                return t
-        return None
 
     def list_for_runs(self, runs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], RunSnapshot]:
         """Snapshots of several runs: one request per run (used by pools and the dashboard)."""

@@ -10,7 +10,6 @@ that a task writes itself (the XCom then holds its URL).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -89,10 +88,6 @@ class XComRepository:
         entry = self.store.get(self.ks.xcom(ti, key))
         return None if entry is None else _entry(entry.key, entry.value)[0]
 
-    def try_number_of(self, ti: TIKey, key: str = RETURN_VALUE) -> int | None:
-        entry = self.store.get(self.ks.xcom(ti, key))
-        return None if entry is None else _entry(entry.key, entry.value)[1]
-
     def list(
         self,
         *,
@@ -134,12 +129,3 @@ class XComRepository:
 
     def delete_run(self, dag_id: str, run_id: str) -> None:
         self.store.delete(self.ks.xcom_prefix(dag_id, run_id), recurse=True)
-
-    def pull_many(self, tis: Iterable[TIKey], key: str = RETURN_VALUE) -> dict[TIKey, Any]:
-        """Values for templates' ``xcom_pull(task_ids=[...])``: one get per TI; missing ones absent."""
-        out = {}
-        for ti in tis:
-            x = self.get(ti, key)
-            if x is not None:
-                out[ti] = x.value
-        return out

@@ -101,11 +101,10 @@ def test_favorites_per_user(repos: Repositories) -> None:
     assert repos.favorites.for_user("alice") == {"etl.daily"} and repos.favorites.for_user("nobody") == set()
 
 
-def test_scheduler_heartbeat_is_the_held_leader_lock(srepos: Repositories) -> None:
-    assert srepos.scheduler_heartbeat() is None and srepos.leader() is None
+def test_leader_is_the_held_leader_lock(srepos: Repositories) -> None:
+    assert srepos.leader() is None
     session = srepos.store.session_create(name="sched", ttl=10.0, lock_delay=0.0)
     assert srepos.store.put("lf/scheduler/leader", b'{"id": "s1", "host": "h", "pid": 1}', acquire=session)
     assert srepos.leader().host == "h"  # type: ignore[union-attr]
-    assert srepos.scheduler_heartbeat() is not None
     srepos.store.session_destroy(session)
-    assert srepos.scheduler_heartbeat() is None
+    assert srepos.leader() is None
