@@ -1,10 +1,12 @@
 """Where the agent's bearer token comes from.
 
 A source only has to answer ``token()`` with a currently valid JWT; the link asks before every
-dial, so a refreshed token is used on the next (re)connect and a stream in progress is never
-dropped for it. Sources today: a token file (rendered and kept fresh by Vault Agent, or written
-by an operator) and a locally issued token (standalone, adr/0041). Issue 8 adds a Vault source
-(AppRole login + ``identity/oidc/token/<role>``) behind the same protocol.
+dial, so a refreshed token is used on the next (re)connect. The server ends a stream once the token
+it was opened with expires (UNAUTHENTICATED); the link then redials with a fresh one, and running
+tries carry on (their reports are persisted and resent). Sources today: a token file (rendered
+and kept fresh by Vault Agent, or written by an operator) and a locally issued token (standalone,
+adr/0041). Issue 8 adds a Vault source (AppRole login + ``identity/oidc/token/<role>``) behind the
+same protocol.
 """
 
 from __future__ import annotations

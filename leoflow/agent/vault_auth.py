@@ -105,5 +105,10 @@ def vault_token_source(config: Config, clock: Callable[[], float] = time.time) -
     except VaultError as exc:
         raise TokenError(str(exc)) from exc
     if session is None:
+        if config.vault.addr and not config.agent.token_file:
+            # With Vault configured, silently minting a local standalone token would be a surprise.
+            raise TokenError("config key vault.addr is set but the agent has no Vault login: set "
+                             "vault.role_id_file + vault.secret_id_file (AppRole) or vault.token_file "
+                             "(Vault Agent), or agent.token_file")
         return None
     return VaultTokenSource(session, config.vault.identity_role, clock=clock)

@@ -453,7 +453,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     def _dispatch_locked(self) -> int:
         with self._lock:
-            conns = [c for c in self._conns.values() if not c.closed.is_set()]
+            # An expired stream is about to end: what it would be sent would only be unclaimed again.
+            conns = [c for c in self._conns.values() if not c.closed.is_set() and not self._expired(c)]
         if not conns:
             return 0
         by_conn = {c.conn_id: c for c in conns}

@@ -110,6 +110,7 @@ class TaskLogResource:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str, try_number: str
     ) -> None:
+        from leoflow.api.public._query import map_index as query_map_index
         from leoflow.api.public._runs import require_run, require_ti
 
         try:
@@ -118,8 +119,7 @@ class TaskLogResource:
             raise problem.invalid("path.try_number", f"{try_number!r} is not a valid integer") from None
         if number < 0:
             raise problem.invalid("path.try_number", "must be >= 0")
-        map_index = dto.query_int(req, "map_index", default=-1, minimum=-1)
-        assert map_index is not None
+        map_index = query_map_index(req)
         full = bool(dto.query_bool(req, "full_content", default=False))
         offset = 0 if full else parse_token(dto.query_str(req, "token"))
         require_run(self.ctx, dag_id, dag_run_id)

@@ -20,6 +20,7 @@ Process model and signals (gunicorn's, which is why we use it rather than re-inv
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -118,10 +119,21 @@ def build_application(config_path: str | None, overrides: dict[str, Any]) -> Any
             from leoflow.api.server import create_app
 
             assert self.leoflow_config is not None
-            ctx = build_context(self.leoflow_config)
-            return create_app(ctx)
+            # Each blocking-query round that times out returns (and the adapter decodes) the whole
+            # watched prefix: 10k runs cost ~0.2 s of CPU on Consul. A 5 s wait (ADR 0026) keeps the
+            # idle cost low; changes still arrive at once. Workers never join the threads on exit.
+            ctx = build_context(self.leoflow_config, projection_wait=PROJECTION_WAIT)
+            app = create_app(ctx)
+            # The projections (runs, DAG list) loaded above live as long as the worker: freezing
+            # moves them out of the collector's generations, so full collections during requests
+            # no longer scan them (their pauses were the list endpoints' p99; bench_api measures).
+            gc.freeze()
+            return app
 
     return LeoflowServer()
+
+
+PROJECTION_WAIT = 5.0  # seconds per blocking query of the in-process projections (see load())
 
 
 def _child_exit(server: Any, worker: Any) -> None:

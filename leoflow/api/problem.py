@@ -171,6 +171,7 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
 
 
 BODY_DOCUMENT = "json_document"  # req.context attribute where the parsed JSON body is kept
+BLAME_BODY_BYTES = 64 * 1024  # a body field smaller than this cannot be why a record passed 360 KiB
 
 
 def largest_field(document: Any, root: str = "body") -> tuple[str, int]:
@@ -198,24 +199,26 @@ def _json_size(value: Any) -> int:
 
 def handle_value_too_large(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     document = getattr(req.context, BODY_DOCUMENT, None)
-    if document is None:  # nothing the client sent: a server-side record outgrew the store
+    if document is None or largest_field(document)[1] < BLAME_BODY_BYTES:
+        # Not what the client sent (no body, or one far too small to fill a record): a record the
+        # server built outgrew the store. That is a bug to log, not a client error to blame on a field.
         handle_unexpected(req, resp, ex, params)
         return
-    raise value_too_large(document)
+    from leoflow.store.repos.errors import XComTooLarge
+
+    # A repository's own cap (XComs: 256 KiB) says more than the store's generic limits.
+    raise value_too_large(document, reason=str(ex) if isinstance(ex, XComTooLarge) else None)
 
 
-def value_too_large(document: Any, root: str = "body") -> Problem:
+def value_too_large(document: Any, root: str = "body", *, reason: str | None = None) -> Problem:
     """413 naming the field of ``document`` (a request body, or one bulk entity at ``root``) to shrink."""
     from leoflow.store.port import MAX_TXN_BYTES, MAX_VALUE_BYTES
 
     field, size = largest_field(document, root)
-    return Problem(
-        413,
-        f"{field} is too large to store ({size} bytes as JSON): the state store keeps at most "
-        f"{MAX_VALUE_BYTES} bytes per record and {MAX_TXN_BYTES} bytes per write",
-        type_="payload-too-large",
-        field=field,
-    )
+    why = reason or (f"the state store keeps at most {MAX_VALUE_BYTES} bytes per record and "
+                     f"{MAX_TXN_BYTES} bytes per write")
+    return Problem(413, f"{field} is too large to store ({size} bytes as JSON): {why}",
+                   type_="payload-too-large", field=field)
 
 
 def handle_invalid_key(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:

@@ -7,10 +7,16 @@ since the last processed commit" needs no history walk and survives force pushes
 Git runs through gitpython with prompts disabled (a missing credential fails at once instead of
 hanging) and a time limit. Failures are classified (unreachable, auth, ref, ...) with credentials
 scrubbed from every message, and leave the cache at the last good commit.
+
+A credential in an http(s) URL (``https://user:token@host/repo``) never reaches git's argv (world
+readable in ``/proc/*/cmdline``) nor the clone's ``.git/config``: the remote is stored without
+it, and the fetch gets it as an ``Authorization`` header through ``GIT_CONFIG_*`` environment
+variables, scoped to that host.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import hashlib
 import os
@@ -19,6 +25,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
@@ -34,6 +41,34 @@ _GIT_ENV = {
     "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
+
+
+@dataclass(frozen=True)
+class RemoteUrl:
+    """A remote URL without its credential, and what git needs to send that credential."""
+
+    url: str
+    env: dict[str, str]  # GIT_CONFIG_* variables for the commands that talk to the remote
+
+    def __repr__(self) -> str:  # the env holds the secret: keep it out of reprs and tracebacks
+        return f"RemoteUrl({self.url!r}, env=<{len(self.env)} variables>)"
+
+
+def split_credentials(url: str) -> RemoteUrl:
+    """Move ``user:token@`` of an http(s) URL into a host-scoped ``http.extraHeader``.
+
+    Other URLs (ssh, local paths) are returned as they are: an ssh user name is not a secret.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return RemoteUrl(url, {})
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+    scope = f"{parts.scheme.lower()}://{hostport}/"
+    return RemoteUrl(clean, {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{scope}.extraHeader",
+                             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}"})
 
 
 def redact(text: str) -> str:
@@ -78,7 +113,8 @@ class GitSource:
     def __init__(self, name: str, url: str, ref: str = "HEAD", cache_dir: Path | str = ".",
                  subdir: str = "", timeout: float = 120.0) -> None:
         self.name = name
-        self.url = url
+        self._remote = split_credentials(url)
+        self.url = self._remote.url  # what git's argv and .git/config see: no credential
         self.ref = ref or "HEAD"
         self.subdir = subdir.strip("/")
         self.timeout = timeout
@@ -134,8 +170,9 @@ class GitSource:
         forced = False
         if fetch or previous is None:
             try:
-                _, _, progress = repo.git.fetch("--force", "--no-tags", "origin", f"+{self.ref}:{TARGET_REF}",
-                                                kill_after_timeout=self.timeout, with_extended_output=True)
+                with repo.git.custom_environment(**self._remote.env):
+                    _, _, progress = repo.git.fetch("--force", "--no-tags", "origin", f"+{self.ref}:{TARGET_REF}",
+                                                    kill_after_timeout=self.timeout, with_extended_output=True)
             except git.GitCommandError as exc:
                 raise _classify(exc) from exc
             # git marks a non-fast-forward update of the target ref this way: no merge-base call needed

@@ -11,6 +11,7 @@ Rules it keeps (issue 2):
 * a broken file becomes an import error and its DAGs keep their last good version; the error is
   cleared when the file is fixed or deleted; a broken file never hides other DAGs;
 * a DAG whose file is gone (and that no other file defines) becomes stale, its history kept;
+* a DAG deleted (API) while its file is unchanged is recorded again, as a new DAG, on the next pass;
 * a git failure is reported and recorded on the bundle; nothing stored changes.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,7 +104,8 @@ class DagSync:
         self._apply(snapshot, now, report)
         self.repo.save_bundle(BundleState(self.name, snapshot.version, now, None, None, tuple(report.warnings)))
 
-    def _to_parse(self, snapshot: Snapshot, files: dict[str, FileRecord]) -> tuple[list[str], list[str]]:
+    def _to_parse(self, snapshot: Snapshot, files: dict[str, FileRecord],
+                  known: Collection[str] | None = None) -> tuple[list[str], list[str]]:
         changed = sorted(f for f, blob in snapshot.blobs.items() if f not in files or files[f].blob != blob)
         deleted = sorted(f for f in files if f not in snapshot.blobs)
         helpers_changed = any(
@@ -116,6 +118,11 @@ class DagSync:
             again |= {f for f, r in files.items() if f.endswith(PY_SUFFIX) and (r.dag_ids or r.failed)}
         released = {dag_id for f in (*changed, *deleted) if f in files for dag_id in files[f].dag_ids}
         again |= {f for f, r in files.items() if set(r.duplicates) & released}  # may own those ids now
+        # A DAG deleted through the API while its file stayed comes back as a new DAG (ADR 0014). A
+        # failed file keeps its ids without a parse; it is parsed again when it changes.
+        if known is not None:
+            again |= {f for f, r in files.items()
+                      if not r.failed and f in snapshot.blobs and any(d not in known for d in r.dag_ids)}
         return sorted((set(changed) | again) - set(deleted)), deleted
 
     @staticmethod
@@ -135,7 +142,7 @@ class DagSync:
         files = self.repo.files(self.name)
         entries: dict[str, DagEntry] = {e.state.dag_id: e for e in self.repo.list()}
         errored = {e.filename for e in self.repo.import_errors(self.name)}
-        changed, deleted = self._to_parse(snapshot, files)
+        changed, deleted = self._to_parse(snapshot, files, entries)
         touched = set(changed) | set(deleted)
         owner = {dag_id: f for f, r in files.items() if f not in touched for dag_id in r.dag_ids}
         ops: list[Op] = []

@@ -65,7 +65,7 @@ class Change:
 
 @dataclass(frozen=True, order=True)
 class TryId:
-    """Which try of which task instance (the executor port's ``TryKey`` has the same fields)."""
+    """Which try of which task instance (the executor port calls it ``TryKey``)."""
 
     dag_id: str
     run_id: str

@@ -26,10 +26,10 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
 
 from leoflow.domain.dag import DAG, Task
 from leoflow.domain.records import DagRun
+from leoflow.domain.template_limits import DEFAULT_LIMITS, BoundedEnvironment, RenderLimits, render_bounded
 
 XComReader = Callable[[str, str], Any]  # (task_id, key) -> value or None
 VariableReader = Callable[[str], str | None]
@@ -146,8 +146,8 @@ class _DagRunView:
 
 
 @lru_cache(maxsize=1)
-def _env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+def _env() -> BoundedEnvironment:
+    return BoundedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 @lru_cache(maxsize=4096)
@@ -217,10 +217,11 @@ class _TaskView:
     task_id: str
 
 
-def render_text(source: str, context: Mapping[str, Any]) -> str:
+def render_text(source: str, context: Mapping[str, Any], limits: RenderLimits = DEFAULT_LIMITS) -> str:
+    """Render one field within ``limits`` (output size and work); over them is a ``TemplateError``."""
     if not any(marker in source for marker in _MARKERS):
         return source
-    return str(_compile(source).render(context))
+    return render_bounded(_compile(source), dict(context), limits)
 
 
 @dataclass(frozen=True)
@@ -238,18 +239,25 @@ def render_task(
     map_index: int = -1,
     xcom: XComReader | None = None,
     variables: VariableReader | None = None,
+    limits: RenderLimits = DEFAULT_LIMITS,
 ) -> Rendered:
-    """Render ``command + args`` (one argv) and ``env`` for one try; raises ``RenderError``."""
+    """Render ``command + args`` (one argv) and ``env`` for one try; raises ``RenderError``.
+
+    Each field is rendered within ``limits`` (output size, operation count): a template that
+    would run for minutes or fill memory fails the try, naming the task and the field.
+    """
     context = build_context(
         dag, task, run, try_number=try_number, map_index=map_index, xcom=xcom, variables=variables
     )
 
     def one(field: str, source: str) -> str:
         try:
-            return render_text(source, context)
+            return render_text(source, context, limits)
         except TemplateError as exc:
             raise RenderError(f"task {task.task_id!r}: cannot render {field}: {exc}") from exc
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except RecursionError as exc:  # a macro calling itself
+            raise RenderError(f"task {task.task_id!r}: cannot render {field}: recursion too deep") from exc
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
             raise RenderError(f"task {task.task_id!r}: cannot render {field}: {exc}") from exc
 
     command = tuple(one(f"command[{i}]", part) for i, part in enumerate(task.command))

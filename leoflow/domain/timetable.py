@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import CasingTypeEnum, ExpressionDescriptor, FormatException, MissingFieldException
 from croniter import croniter
 
 from leoflow.domain.dag import DAG
-from leoflow.domain.schedule import Schedule, parse_schedule
+from leoflow.domain.schedule import Schedule, ScheduleError, parse_schedule
 from leoflow.domain.states import DagRunType
 
 
@@ -218,3 +219,59 @@ def infer_manual_data_interval(dag: DAG, run_after: datetime) -> DataInterval:
 def generate_run_id(run_type: DagRunType, run_after: datetime) -> str:
     """Airflow 3's ``Timetable.generate_run_id``: ``<type>__<run_after in ISO 8601>``."""
     return f"{run_type.value}__{_utc(run_after).isoformat()}"
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the UI shows for a schedule: Airflow's ``timetable_summary``/``timetable_description``.
+
+    ``summary`` is the timetable's ``summary`` as the API returns it (Airflow's ``DAGResponse``
+    turns the null timetable's "None" into ``null``; the UI reads ``null`` as "no schedule");
+    ``description`` is the timetable's ``description``; ``periodic`` its ``periodic`` flag.
+    """
+
+    summary: str | None
+    description: str | None
+    periodic: bool
+
+
+def describe(schedule_text: str | None) -> Description:
+    """Airflow 3's words for a schedule, one function for every endpoint that shows them.
+
+    Cron strings and presets become ``CronTriggerTimetable``: the summary is the expression with
+    the preset expanded (``@daily`` -> ``0 0 * * *``), the description cron-descriptor's sentence
+    in 24-hour time (``At 00:00``), as ``CronMixin`` words it. Durations become
+    ``DeltaTriggerTimetable``: summary ``str(timedelta)``, no description. A schedule Leoflow
+    cannot parse (the DAG loader rejects those; only old stored data could hold one) is shown as
+    written, without a description.
+    """
+    try:
+        parsed = parse_schedule(schedule_text)
+    except ScheduleError:
+        return Description(schedule_text, None, False)
+    if parsed.kind == "none":
+        return Description(None, "Never, external triggers only", False)
+    if parsed.kind == "once":
+        return Description("@once", "Once, as soon as possible", False)
+    if parsed.kind == "duration" and parsed.interval is not None:
+        return Description(str(parsed.interval), "", True)
+    expression = parsed.cron or ""
+    return Description(expression, describe_cron(expression), True)
+
+
+def describe_cron(expression: str) -> str:
+    """``CronMixin._describe_with_dom_dow_fix``: day-of-month and day-of-week both set mean OR."""
+    fields = expression.split()
+    try:
+        if len(fields) == 5 and fields[2] != "*" and fields[4] != "*":
+            by_day = _sentence(" ".join([*fields[:4], "*"]))
+            by_weekday = _sentence(" ".join([*fields[:2], "*", fields[3], fields[4]]))
+            return f"{by_day} (or) {by_weekday}"
+        return _sentence(expression)
+    except (FormatException, MissingFieldException):
+        return ""
+
+
+def _sentence(expression: str) -> str:
+    descriptor = ExpressionDescriptor(expression, casing_type=CasingTypeEnum.Sentence, use_24hour_time_format=True)
+    return str(descriptor.get_description())

@@ -20,15 +20,11 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from leoflow.domain.dag import Resources
+from leoflow.domain.planning import TryId
 
-
-@dataclass(frozen=True, order=True)
-class TryKey:
-    dag_id: str
-    run_id: str
-    task_id: str
-    map_index: int
-    try_number: int
+# Which try of which task instance: the planner's own identity, so decisions (cancels) and
+# executor events name a try with one type and need no conversion.
+TryKey = TryId
 
 
 @dataclass(frozen=True)

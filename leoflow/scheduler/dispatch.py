@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from leoflow.domain.dag import DAG, Task
-from leoflow.domain.planning import TryId
 from leoflow.domain.records import DagRun, TaskInstance
 from leoflow.domain.templating import RenderError, render_task
 from leoflow.executors.port import TryKey, TryRequest
@@ -35,10 +34,6 @@ class RequestTooLarge(RenderError):
 def request_size(request: TryRequest) -> int:
     """Bytes of the request as the executor stores it (JSON, so escaping counts)."""
     return len(json.dumps(request_to_json(request), separators=(",", ":")).encode())
-
-
-def to_try_key(key: TryId) -> TryKey:
-    return TryKey(key.dag_id, key.run_id, key.task_id, key.map_index, key.try_number)
 
 
 def ti_try_key(ti: TaskInstance) -> TryKey:

@@ -54,7 +54,7 @@ from leoflow.domain.templating import RenderError
 from leoflow.domain.timetable import DagRunInfo, DataInterval, due_runs, generate_run_id
 from leoflow.domain.try_events import Report, apply_report
 from leoflow.executors.port import Executor, Reconciling, TryEvent, TryKey, TryOutcome, TryRequest
-from leoflow.scheduler.dispatch import build_request, ti_try_key, to_try_key
+from leoflow.scheduler.dispatch import build_request, ti_try_key
 from leoflow.scheduler.metrics import SchedulerMetrics
 from leoflow.store.fence import Fence
 from leoflow.store.port import MAX_TXN_OPS, InvalidKey, Op, StoreError, TooManyOperations, ValueTooLarge
@@ -455,7 +455,7 @@ class Scheduler:
                              extra={"dag_id": key[0], "run_id": key[1], "tasks": sorted(chunk.records)})
             for cancel in p.cancels:
                 if cancel.key.task_id in landed:
-                    self._cancel(to_try_key(cancel.key), cancel.reason)
+                    self._cancel(cancel.key, cancel.reason)
                     stats.cancelled += 1
             for chunk in chunks:
                 for tid in sorted(set(chunk.records) & landed):

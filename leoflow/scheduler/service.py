@@ -13,6 +13,10 @@ A long failsafe wait (``max_idle``) bounds the damage of a watch that silently s
 tick. Only the leader works; a standby waits on the election. Losing the lock (a failed fence, a
 lost session) stops all work at once and waits to be elected again, which starts with
 ``recover``.
+
+A wake-up that fails is retried with exponential backoff from 0.5 s, up to 5 s after a store
+error and 30 s after anything else (a bug, or a corrupt record, does not heal by retrying at
+once): one log line per attempt instead of two a second, and the first good wake-up resets it.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class SchedulerService:
         metrics: SchedulerMetrics | None = None,
         max_idle: float = 60.0,
         watch_wait: float = 10.0,
+        max_backoff: float = 30.0,
         identity: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -78,6 +83,8 @@ class SchedulerService:
         self.waker = Waker()
         self.max_idle = max_idle
         self.watch_wait = watch_wait
+        self.max_backoff = max_backoff
+        self.failures = 0  # consecutive failed wake-ups; sets the backoff, reset by a good one
         self.clock = clock
         self.elector = LeaderElector(
             repos.store, leader_key(root), ttl=leader_ttl, lock_delay=lock_delay, identity=identity,
@@ -203,15 +210,26 @@ class SchedulerService:
                 stats = self.scheduler.wake_up(reasons or {"timer"})
                 self.last_stats = stats
                 next_wake = stats.next_wake
+                self.failures = 0
             except (NotLeader, Fenced) as exc:
                 log.warning("leadership lost mid wake-up; standing by", extra={"error": str(exc)})
                 self._recovered = False
             except StoreError as exc:
-                log.warning("store error in a wake-up; retrying shortly", extra={"error": str(exc)})
-                self._stop.wait(0.5)
-                self.waker.wake("retry")
+                delay = self._backoff(min(5.0, self.max_backoff))
+                log.warning("store error in a wake-up; retrying", extra={"error": str(exc), "retry_in": delay,
+                                                                        "failures": self.failures})
+                self._retry_after(delay)
             except Exception:  # the loop must not die; the failure is logged with its traceback
-                log.exception("wake-up failed")
+                delay = self._backoff(self.max_backoff)
+                log.exception("wake-up failed", extra={"retry_in": delay, "failures": self.failures})
                 self.metrics.store_errors.labels(op="wakeup_bug").inc()
-                self._stop.wait(0.5)
-                self.waker.wake("retry")
+                self._retry_after(delay)
+
+    def _backoff(self, cap: float) -> float:
+        """Count one more failed wake-up; the wait before the next: 0.5 s doubling up to ``cap``."""
+        self.failures += 1
+        return min(0.5 * 2 ** min(self.failures - 1, 16), cap)
+
+    def _retry_after(self, delay: float) -> None:
+        self._stop.wait(delay)
+        self.waker.wake("retry")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,11 +37,30 @@ SECRET_ENV_PREFIXES = ("AIRFLOW_CONN_", "AIRFLOW_VAR_")
 
 
 class TaskSecrets:
-    def __init__(self, backend: SecretsBackend, *, cache_size: int = 4096) -> None:
+    def __init__(self, backend: SecretsBackend, *, cache_size: int = 4096, unavailable_grace: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.backend = backend
         self._maskers: OrderedDict[TryKey, Masker] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # How long a try may wait for an unreachable Vault before it fails (a blip must not fail
+        # tasks; an outage must not leave them queued forever without a word).
+        self.unavailable_grace = unavailable_grace
+        self._clock = clock
+        self._waiting_since: dict[TryKey, float] = {}
+
+    def waited(self, key: TryKey) -> float:
+        """Seconds this try has been held back for unavailable secrets (0 the first time)."""
+        now = self._clock()
+        with self._lock:
+            since = self._waiting_since.setdefault(key, now)
+            if len(self._waiting_since) > self._cache_size:
+                self._waiting_since.pop(next(iter(self._waiting_since)))
+        return now - since
+
+    def settled(self, key: TryKey) -> None:
+        with self._lock:
+            self._waiting_since.pop(key, None)
 
     def resolve(self, request: TryRequest) -> tuple[dict[str, str], Masker]:
         """The env to add for this try and its masker. Raises SecretMissing or SecretsUnavailable."""
@@ -103,23 +123,35 @@ def prepare(secrets: TaskSecrets | None, repo: AgentQueue, entry: QueuedTry) -> 
 
     A declared secret that exists nowhere fails the try at once with a reason naming it (a task
     that cannot get its credentials would only fail later, less clearly); Vault being unavailable
-    leaves the try pending for the next dispatch round.
+    leaves the try pending for the next dispatch round, up to ``unavailable_grace`` seconds, then
+    fails it with the reason. A try never runs without what it declares.
     """
     request = entry.request
     if secrets is None:
         return {k: v for k, v in request.env.items() if not k.startswith(SECRET_ENV_PREFIXES)}
     try:
-        return secrets.env_for(request)
+        env = secrets.env_for(request)
     except SecretMissing as exc:
-        event = TryEvent(request.key, TryOutcome.FAILED, datetime.now(UTC), reason=str(exc))
-        if repo.finish(entry, event):
-            log.warning("try failed: a declared secret is missing",
-                        extra={"task_id": request.key.task_id, "reason": str(exc)})
+        _fail(repo, entry, str(exc))
         return None
     except SecretsUnavailable as exc:
-        log.warning("secrets unavailable; the try stays pending", extra={"task_id": request.key.task_id,
-                                                                         "error": str(exc)})
+        waited = secrets.waited(request.key)
+        if waited >= secrets.unavailable_grace:
+            _fail(repo, entry, f"declared secrets could not be read for {waited:.0f}s: {exc}")
+            secrets.settled(request.key)
+        else:
+            log.warning("secrets unavailable; the try stays pending", extra={
+                "task_id": request.key.task_id, "error": str(exc), "waited": round(waited, 1)})
         return None
+    secrets.settled(request.key)
+    return env
+
+
+def _fail(repo: AgentQueue, entry: QueuedTry, reason: str) -> None:
+    """The try never runs without its secrets: it fails now with a reason naming what is missing."""
+    event = TryEvent(entry.request.key, TryOutcome.FAILED, datetime.now(UTC), reason=reason)
+    if repo.finish(entry, event):
+        log.warning("try failed before delivery", extra={"task_id": entry.request.key.task_id, "reason": reason})
 
 
 def task_secrets(config: Config, store: Store) -> TaskSecrets:

@@ -133,9 +133,21 @@ def vault_variable(ctx: Any, key: str) -> Variable | None:
     return variable_view(ResolvedVariable(key, value, f"vault:{backend.vault.where('variable', key)}"))
 
 
+KINDS = ("connection", "variable")
+
+
+def held(ctx: Any, kind: str, ident: str) -> Any:
+    """The record to show when Vault holds ``ident`` (a connection or variable); None otherwise."""
+    if kind == "connection":
+        return vault_connection(ctx, ident)
+    if kind == "variable":
+        return vault_variable(ctx, ident)
+    return None
+
+
 def with_vault(ctx: Any, kind: str, stored: list[Versioned[Any]]) -> list[Versioned[Any]]:
     """A collection listing with Vault's records added; a Vault record shadows a store one (Airflow's order)."""
-    backend = backend_for(ctx)
+    backend = backend_for(ctx) if kind in KINDS else None
     if backend is None or backend.vault is None:
         return stored
     try:
@@ -153,8 +165,7 @@ def with_vault(ctx: Any, kind: str, stored: list[Versioned[Any]]) -> list[Versio
 
 def refuse_if_in_vault(ctx: Any, kind: str, ident: str) -> None:
     """A store write to an id Vault holds would be shadowed and silently do nothing: 409 instead."""
-    held = vault_connection(ctx, ident) if kind == "connection" else vault_variable(ctx, ident)
-    if held is not None:
+    if held(ctx, kind, ident) is not None:
         backend = backend_for(ctx)
         where = backend.vault.where(kind, ident) if backend is not None and backend.vault is not None else "Vault"
         raise problem.conflict(f"{kind} `{ident}` is managed in Vault ({where}); change it there")

@@ -204,3 +204,25 @@ def test_wait_streams_states_until_finished(api, client):
     assert result.text.strip().splitlines() == ['{"state": "success"}']
     problem_of(client.simulate_get("/api/v2/dags/etl/dagRuns/r/wait"), 422, "GET",
                "/api/v2/dags/etl/dagRuns/r/wait")
+
+
+def test_trigger_and_clear_only_new_create_exactly_the_schedulers_task_instances(api, client):
+    """The API and the scheduler share ``planning.new_task_instances``: same fields, same order."""
+    from leoflow.domain import planning
+
+    api.seed_dag("etl", tasks=("extract", "load"))
+    result = client.simulate_post("/api/v2/dags/etl/dagRuns", json={"logical_date": None})
+    run = api.repos.runs.get("etl", result.json["dag_run_id"]).record
+    dag = api.repos.dags.dag("etl")
+    stored = [v.record for v in api.repos.task_instances.list_for_run("etl", run.run_id)]
+    assert stored == planning.new_task_instances(dag, run)
+    assert [t.priority_weight for t in stored] == [2, 1]  # downstream weights, as the scheduler sets them
+
+    api.seed_dag("etl", tasks=("extract", "load", "report"), bundle_version="def456")
+    client.simulate_patch(f"/api/v2/dags/etl/dagRuns/{run.run_id}", json={"state": "success"})
+    client.simulate_post(f"/api/v2/dags/etl/dagRuns/{run.run_id}/clear", json={"dry_run": False, "only_new": True})
+    rerun = api.repos.runs.get("etl", run.run_id).record
+    report = [v.record for v in api.repos.task_instances.list_for_run("etl", run.run_id)
+              if v.record.task_id == "report"]
+    expected = [t for t in planning.new_task_instances(api.repos.dags.dag("etl"), rerun) if t.task_id == "report"]
+    assert report == expected and report[0].dag_version_number == 2

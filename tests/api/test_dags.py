@@ -183,18 +183,35 @@ def test_pause_unpause_single_and_bulk_with_audit(api: ApiHarness) -> None:
 def test_delete_dag(api: ApiHarness) -> None:
     seed_three(api)
     user = api.client("user")
+    assert user.simulate_post("/api/v2/dags/etl_daily/favorite").status_code == 204
     busy = user.simulate_delete("/api/v2/dags/adhoc")
-    if not hasattr(api.repos.dags, "delete"):
-        assert busy.status_code == 501 and "deleting" in busy.json["detail"]
-        return
     assert busy.status_code == 409 and "still running" in busy.json["detail"]
     assert_spec(busy, "DELETE", "/api/v2/dags/adhoc")
+    assert api.repos.dags.get("adhoc") is not None and api.repos.runs.get("adhoc", "r1") is not None
+    assert api.client("viewer").simulate_delete("/api/v2/dags/etl_daily").status_code == 403
+
     done = user.simulate_delete("/api/v2/dags/etl_daily")
+    assert_spec(done, "DELETE", "/api/v2/dags/etl_daily")
     assert done.status_code == 200
-    assert api.repos.dags.get("etl_daily") is None
-    assert api.repos.runs.get("etl_daily", "r1") is None
-    assert user.simulate_get("/api/v2/dags/etl_daily").status_code == 404
-    assert user.simulate_delete("/api/v2/dags/etl_daily").status_code == 404
+    assert api.repos.dags.get("etl_daily") is None and api.repos.dags.versions("etl_daily") == []
+    assert api.repos.runs.get("etl_daily", "r1") is None and api.repos.runs.get("etl_daily", "r2") is None
+    assert api.repos.task_instances.list_for_run("etl_daily", "r1") == []
+    assert api.repos.favorites.for_user("user-user") == set()
+    # gone at once from this process's lists (read-your-writes), other DAGs untouched
+    assert ids(get(user, "/api/v2/dags")[0]) == ["adhoc", "reports"]
+    ui = user.simulate_get("/ui/dags")
+    assert [d["dag_id"] for d in ui.json["dags"]] == ["adhoc", "reports"]
+    assert api.repos.runs.get("reports", "r1") is not None
+    missing = user.simulate_get("/api/v2/dags/etl_daily")
+    assert missing.status_code == 404
+    again = user.simulate_delete("/api/v2/dags/etl_daily")
+    assert again.status_code == 404 and again.json["detail"] == "Dag with id: etl_daily was not found"
+    assert_spec(again, "DELETE", "/api/v2/dags/etl_daily")
+
+    events, _ = get(api.client("viewer"), "/api/v2/eventLogs", "event=delete_dag")
+    assert [(e["event"], e["dag_id"], e["owner"]) for e in events["event_logs"]] == \
+        [("delete_dag", "etl_daily", "user-user")]
+    assert events["event_logs"][0]["extra"] == '{"runs_deleted":2}'
 
 
 def test_favorites_per_user(api: ApiHarness) -> None:

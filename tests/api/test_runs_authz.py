@@ -63,6 +63,7 @@ def seeded(api):
     api.repos.connections.create(Connection("c0", "http"))
     api.repos.variables.create(Variable("v0", "x"))
     api.repos.pools.create(Pool("p0", 2))
+    api.ctx.config.ui.test_connection = "Enabled"  # off by default; these tests need it answering
     return api
 
 

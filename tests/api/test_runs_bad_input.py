@@ -42,6 +42,7 @@ IDS = [f"{m} {p}" for m, p, _ in WRITES]
 def seeded(api):
     api.seed_dag("etl", tasks=("a",))
     api.seed_run("etl", "r", state="success", ti_states={"a": "success"})
+    api.ctx.config.ui.test_connection = "Enabled"  # off by default; these tests need it answering
     return api
 
 

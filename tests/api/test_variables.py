@@ -67,3 +67,35 @@ def test_bulk_import_overwrite_and_skip(api, client):
     body = assert_spec(failing, "PATCH", BASE)
     assert body["create"]["errors"][0]["status_code"] == 409
     assert api.repos.variables.get("c") is None  # a failing action writes none of its entities
+
+
+@pytest.mark.parametrize("noun", ["variable", "connection"])
+def test_shared_resource_keeps_each_nouns_messages_and_event_log(api, client, noun):
+    """Variables and connections run on one generic resource; Airflow's texts and event names stay per noun."""
+    base, ident, other = (("/api/v2/variables", "key", {"value": "1"}) if noun == "variable"
+                          else ("/api/v2/connections", "connection_id", {"conn_type": "http"}))
+    title = noun.capitalize()
+    assert client.simulate_post(base, json={ident: "a", **other}).status_code == 201
+    dup = problem_of(client.simulate_post(base, json={ident: "a", **other}), 409, "POST", base)
+    assert dup["detail"] == ("Connection with connection_id: `a` already exists" if noun == "connection"
+                             else "The Variable with key: `a` already exists")
+    missing = problem_of(client.simulate_get(f"{base}/nope"), 404, "GET", f"{base}/nope")
+    assert missing["detail"] == f"The {title} with {ident}: `nope` was not found"
+    problem_of(client.simulate_delete(f"{base}/nope"), 404, "DELETE", f"{base}/nope")
+    mismatch = problem_of(client.simulate_patch(f"{base}/a", json={ident: "b", **other}), 400, "PATCH", f"{base}/a")
+    assert mismatch["field"] == f"body.{ident}"
+    patched = client.simulate_patch(f"{base}/a?update_mask=description", json={ident: "a", **other,
+                                                                                "description": "d"})
+    assert assert_spec(patched, "PATCH", f"{base}/a")["description"] == "d"
+    out = client.simulate_patch(base, json={"actions": [{"action": "create", "entities": [{ident: "b", **other}]}]})
+    assert out.json["create"] == {"success": ["b"], "errors": []}
+    assert client.simulate_delete(f"{base}/a").status_code == 204
+    assert [v["key" if noun == "variable" else "connection_id"] for v in
+            get_ok(client, f"{base}?{'variable_key' if noun == 'variable' else 'connection_id'}_pattern=b")[
+                f"{noun}s"]] == ["b"]
+    # One event per write (the harness clock stands still, so compare by name, not by order).
+    events = {e.event: json.loads(e.extra or "{}") for e in api.repos.audit.list(limit=None).items}
+    assert set(events) == {f"post_{noun}", f"patch_{noun}", f"bulk_{noun}s.create", f"delete_{noun}"}
+    assert {name: extra[ident] for name, extra in events.items()} == {
+        f"post_{noun}": "a", f"patch_{noun}": "a", f"bulk_{noun}s.create": "b", f"delete_{noun}": "a"}
+    assert events[f"patch_{noun}"]["fields"] == ["description"]

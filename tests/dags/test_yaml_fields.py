@@ -386,3 +386,14 @@ def test_param_values_are_json() -> None:
     assert dag.params["day"].default == "2024-01-31" and dag.params["plain"].default == "2024-02-01"
     assert errors(with_dag("params:\n  x: .nan")) == ["f.yaml:3:6: params.x: nan is not a JSON value"]
     assert errors(with_dag("params:\n  x: {default: .inf}")) == ["f.yaml:3:6: params.x: inf is not a JSON value"]
+
+
+def test_ids_made_only_of_dots_are_refused_with_their_position() -> None:
+    """'.' and '..' would name a directory outside the task-log tree."""
+    assert errors("dag_id: '..'\ntasks:\n  - task_id: t\n    command: [e]\n") == [
+        "f.yaml:1:9: dag_id: must not be '.', '..' or only dots (ids name directories), got '..'"]
+    assert errors("dag_id: d\ntasks:\n  - task_id: '.'\n    command: [e]\n") == [
+        "f.yaml:3:14: task '.': task_id: must not be '.', '..' or only dots (ids name directories), got '.'"]
+    assert errors(with_task("queue: '...'")) == [
+        "f.yaml:5:12: task 't': queue: must not be '.', '..' or only dots (ids name directories), got '...'"]
+    assert load("dag_id: a..b\ntasks:\n  - task_id: .t.\n    command: [e]\n").dag_id == "a..b"

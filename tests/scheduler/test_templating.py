@@ -101,3 +101,36 @@ def test_macro_helpers() -> None:
     assert ds_add("2026-01-31", 1) == "2026-02-01"
     assert ds_add("2026-01-31", 0) == "2026-01-31"
     assert ds_format("20260131", "%Y%m%d", "%Y-%m-%d") == "2026-01-31"
+
+
+@pytest.mark.parametrize(("template", "why"), [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "does too much work"),
+    ("{{ 'x' * 1000000000 }}", "would be 1000000000 long"),
+    ("{% set a = 'x' * 200000 %}{{ a ~ a }}", "concatenation would be 400000 long"),
+    ("{{ 'x'|center(1000000000) }}", "filter 'center' would be 1000000000 long"),
+    ("{{ ('x' * 200000).replace('x', 'xxxxxxxxxx') }}", "replace() would be 2000000 long"),
+    ("{{ '{:>{w}}'.format(1, w=1000000000) }}", "format() would be 1000000000 long"),
+    ("{{ '%1000000000d' % 1 }}", "a width or precision of a million or more"),
+    ("{{ 2 ** 100000000 }}", "'**' would be"),
+    ("{% for i in range(100000) %}{{ i }}{% endfor %}", "the rendered text would be 262145 long"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recursion too deep"),
+])
+def test_a_runaway_template_fails_naming_task_field_and_limit(template: str, why: str) -> None:
+    task = Task("t", command=("echo",), env={"OUT": template})
+    with pytest.raises(RenderError) as err:
+        render_task(dag(task), task, run(), try_number=1)
+    assert str(err.value).startswith("task 't': cannot render env.OUT: ") and why in str(err.value)
+
+
+def test_limits_are_per_field_and_can_be_chosen() -> None:
+    from leoflow.domain.template_limits import RenderLimits
+
+    task = Task("t", command=("echo", "{{ 'x' * 200000 }}", "{{ 'y' * 200000 }}"),
+                env={"LOOP": "{% for i in range(3) %}{{ loop.index }}{% else %}none{% endfor %}"})
+    out = render_task(dag(task), task, run(), try_number=1)  # 2 x 200 KB: each field is under its cap
+    assert [len(c) for c in out.command] == [4, 200000, 200000] and out.env == {"LOOP": "123"}
+    with pytest.raises(RenderError, match=r"command\[1\]: .*over the limit of 1000 "):
+        render_task(dag(task), task, run(), try_number=1, limits=RenderLimits(max_field_bytes=1000))
+    with pytest.raises(RenderError, match=r"env.LOOP: template does too much work: over 2 operations"):
+        render_task(dag(Task("t", command=("true",), env=task.env)), Task("t", command=("true",), env=task.env),
+                    run(), try_number=1, limits=RenderLimits(max_operations=2))

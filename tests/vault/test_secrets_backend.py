@@ -178,3 +178,27 @@ def test_api_view_names_the_source_and_hides_values() -> None:
     var = variable_view(ResolvedVariable("k", "plain-looking", "vault:secret/leoflow/variables/k"), "note")
     assert (var.value, var.description) == ("***", "[Vault: secret/leoflow/variables/k] note")
     assert variable_view(ResolvedVariable("k", "v", "store")).value == "v"
+
+
+def test_delivery_fails_a_try_when_vault_stays_unavailable(openbao: OpenBao, store: SqliteStore,
+                                                           tmp_path: Path) -> None:
+    from leoflow.executors.port import TryOutcome
+    from leoflow.secrets.delivery import prepare
+    from leoflow.store.repos.agent_queue import AgentQueue
+
+    queue = AgentQueue(store, "leoflow")
+    denied = VaultSession(provision(openbao, "deliv-denied", ["default"], tmp_path))  # no KV read policy
+    clock = [0.0]
+    secrets = TaskSecrets(_backend(openbao, store, denied), unavailable_grace=30.0, clock=lambda: clock[0])
+    key = TryKey("d", "r", "needs-vault", -1, 1)
+    queue.enqueue(TryRequest(key, ("true",), connections=("anything",)), 0.0)
+    entry = queue.find(key)
+    assert entry is not None
+    assert prepare(secrets, queue, entry) is None  # a blip: stays pending
+    assert queue.find(key).status == "pending"  # type: ignore[union-attr]
+    clock[0] = 31.0
+    assert prepare(secrets, queue, queue.find(key)) is None  # type: ignore[arg-type]
+    (_, event), = queue.events()
+    assert event.outcome is TryOutcome.FAILED
+    assert (event.reason or "").startswith("declared secrets could not be read for 31s: ")
+    assert "Vault refused the request" in (event.reason or "")

@@ -66,3 +66,10 @@ def test_an_agent_with_a_revoked_secret_id_exits_with_a_clear_message(openbao: O
                            "--metrics-bind", ""], env=env, capture_output=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "AppRole login refused" in done.stderr.decode() and "Traceback" not in done.stderr.decode()
+
+
+def test_vault_addr_without_agent_login_refuses_the_local_fallback(openbao: OpenBao, tmp_path: Path) -> None:
+    from leoflow.agent.auth import TokenError
+
+    with pytest.raises(TokenError, match=r"vault\.addr is set but the agent has no Vault login"):
+        token_source(openbao.config(tmp_path), "x", ("default",))

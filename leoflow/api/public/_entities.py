@@ -158,8 +158,7 @@ class Resource(Generic[R]):
 
     adapter: Adapter[R]
     title: str  # "Connection" / "Variable", as Airflow's messages spell it
-    path_param: str  # "connection_id" / "variable_key" (the URI template's field)
-    pattern_param: str  # "connection_id" -> ?connection_id_pattern=
+    path_param: str  # "connection_id" / "variable_key": the URI field, and the list's ?<name>_pattern=
     body: type[BaseModel]
     bulk_body: type[BaseModel]
     sorting: _query.Sorting[Versioned[R]]
@@ -186,7 +185,7 @@ class Collection(Generic[R]):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.r.adapter
-        preds = _query.patterns(req, self.r.pattern_param, lambda v: a.id_of_body(v.record))
+        preds = _query.patterns(req, self.r.path_param, lambda v: a.id_of_body(v.record))
         resp.media = _query.listing(req, a.repo(self.ctx).all(), preds, self.r.sorting, plural(a),
                                     lambda v: self.r.response(v.record))
 

@@ -22,6 +22,12 @@ T = TypeVar("T")
 Predicate = Callable[[T], bool]
 
 
+def map_index(req: falcon.Request) -> int:
+    """``?map_index=`` of one task instance: -1 (the unmapped task) when absent, 422 below -1."""
+    value = dto.query_int(req, "map_index", default=-1, minimum=-1)
+    return -1 if value is None else value
+
+
 def datetime_ranges(req: falcon.Request, name: str, get: Callable[[T], datetime | None]) -> list[Predicate[T]]:
     bounds = dto.datetime_range(req, name)
     return [] if bounds.empty else [lambda item: bounds.contains(get(item))]

@@ -132,7 +132,6 @@ RESOURCE: _entities.Resource[Connection] = _entities.Resource(
     adapter=ADAPTER,
     title="Connection",
     path_param="connection_id",
-    pattern_param="connection_id",
     body=_bodies.ConnectionBody,
     bulk_body=_bodies.BulkConnections,
     sorting=SORTING,
@@ -163,7 +162,7 @@ def tcp_check(
                   "log in with the credentials)")
 
 
-def test_connection_mode(setting: str) -> str:
+def connection_test_mode(setting: str) -> str:
     """The setting as the UI compares it ("Enabled" | "Hidden" | "Disabled").
 
     Airflow's gate accepts "enabled" in any case and spacing, while its UI compares the exact
@@ -180,7 +179,7 @@ class ConnectionTest:
         self.ctx = ctx
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if test_connection_mode(self.ctx.config.ui.test_connection) != "Enabled":
+        if connection_test_mode(self.ctx.config.ui.test_connection) != "Enabled":
             raise problem.forbidden(TEST_DISABLED)
         body = _bodies.parse(req, _bodies.ConnectionBody)
         _check_extra(body.extra)

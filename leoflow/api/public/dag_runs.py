@@ -25,7 +25,7 @@ from leoflow.api import dto, problem
 from leoflow.api.auth.roles import Role
 from leoflow.api.public import _apply, _bodies, _query, _runs
 from leoflow.api.public._runs import Versions
-from leoflow.domain import actions, timetable
+from leoflow.domain import actions, planning, timetable
 from leoflow.domain.params import ParamsError, resolve_params
 from leoflow.domain.records import DagRun, TaskInstance
 from leoflow.domain.states import DagRunState, DagRunType
@@ -222,7 +222,7 @@ class DagRunCollection:
             triggering_user_name=_runs.user_name(req),
         )
         try:
-            created = self.ctx.repos.runs.create(run, initial_task_instances(dag, run))
+            created = self.ctx.repos.runs.create(run, planning.new_task_instances(dag, run))
         except AlreadyExists:
             raise problem.conflict(
                 f"A DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` already exists"
@@ -268,28 +268,6 @@ class DagRunCollection:
                 except falcon.HTTPError as exc:
                     result["errors"].append({"error": exc.description or exc.title, "status_code": exc.status_code})
         resp.media = {k: out.get(k) for k in ("create", "update", "delete")}
-
-
-def initial_task_instances(dag: Any, run: DagRun) -> list[TaskInstance]:
-    """One TaskInstance per task, in no state yet, as Airflow's ``create_dagrun`` makes them."""
-    return [
-        TaskInstance(
-            dag_id=run.dag_id,
-            run_id=run.run_id,
-            task_id=task.task_id,
-            map_index=-1,
-            state=None,
-            try_number=0,
-            max_tries=task.retries,
-            pool=task.pool,
-            pool_slots=task.pool_slots,
-            queue=task.queue,
-            priority_weight=actions.priority_weight_total(dag, task.task_id),
-            operator=task.operator,
-            dag_version_number=run.dag_version_number,
-        )
-        for task in sorted(dag.tasks.values(), key=lambda t: t.task_id)
-    ]
 
 
 def delete_run(ctx: Any, req: falcon.Request, dag_id: str, run_id: str) -> None:
@@ -379,7 +357,7 @@ def clear_run(
         current = scope.runs[(dag_id, run_id)]
         existing = {t.task_id for t in scope.ti_records()}
         if only_new:
-            missing = [t for t in initial_task_instances(latest_dag, dataclasses.replace(
+            missing = [t for t in planning.new_task_instances(latest_dag, dataclasses.replace(
                 current.record, dag_version_number=latest.version_number)) if t.task_id not in existing]
             if dry_run:
                 return current.record, missing
@@ -574,4 +552,4 @@ def register(app: falcon.App, ctx: Any) -> None:
     app.add_route("/api/v2/dags/{dag_id}/clearDagRuns", ClearDagRuns(ctx))
 
 
-__all__ = ["Conflict", "initial_task_instances", "register"]
+__all__ = ["Conflict", "register"]

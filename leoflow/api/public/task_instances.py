@@ -262,30 +262,36 @@ def _map_index_of(raw: str) -> int:
     return value
 
 
-def _query_map_index(req: falcon.Request) -> int:
-    value = dto.query_int(req, "map_index", default=-1, minimum=-1)
-    assert value is not None
-    return value
+class _OneTaskInstance:
+    """A route naming one task instance, either ``…/{task_id}`` (map_index from the query) or
+    ``…/{task_id}/{map_index}`` (Airflow registers both shapes for several endpoints)."""
+
+    def __init__(self, ctx: Any, *, mapped_route: bool) -> None:
+        self.ctx = ctx
+        self.mapped_route = mapped_route
+
+    def _map_index(self, req: falcon.Request, params: dict[str, str]) -> int:
+        return _map_index_of(params["map_index"]) if self.mapped_route else _query.map_index(req)
+
+    def _locate(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> tuple[DagRun, TaskInstance]:
+        """The run and the task instance, or Airflow's 404 for whichever is missing first."""
+        run = _runs.require_run(self.ctx, dag_id, run_id).record
+        return run, _runs.require_ti(self.ctx, dag_id, run_id, task_id, map_index).record
 
 
-class TaskInstanceItem:
-    """``…/taskInstances/{task_id}`` (map_index from the query) and ``…/{task_id}/{map_index}``."""
+class TaskInstanceItem(_OneTaskInstance):
+    """``…/taskInstances/{task_id}`` and ``…/{task_id}/{map_index}`` (plus their ``/dry_run``)."""
 
     roles = {"GET": Role.VIEWER, "PATCH": Role.USER, "DELETE": Role.USER}
 
     def __init__(self, ctx: Any, *, mapped_route: bool, dry_run: bool = False) -> None:
-        self.ctx = ctx
-        self.mapped_route = mapped_route
+        super().__init__(ctx, mapped_route=mapped_route)
         self.dry_run = dry_run
-
-    def _map_index(self, req: falcon.Request, params: dict[str, str]) -> int:
-        return _map_index_of(params["map_index"]) if self.mapped_route else _query_map_index(req)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                **params: str) -> None:
         map_index = self._map_index(req, params) if self.mapped_route else -1
-        run = _runs.require_run(self.ctx, dag_id, dag_run_id).record
-        ti = _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, map_index).record
+        run, ti = self._locate(dag_id, dag_run_id, task_id, map_index)
         resp.media = _runs.ti_response(ti, run, Versions(self.ctx))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
@@ -308,7 +314,7 @@ class TaskInstanceItem:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                   **params: str) -> None:
-        _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, _query_map_index(req))
+        _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, _query.map_index(req))
         raise problem.not_implemented("deleting a single task instance (clear it, or delete the whole run)")
 
 
@@ -378,18 +384,13 @@ def patch_ti(
     return tis, run
 
 
-class TaskInstanceTries:
+class TaskInstanceTries(_OneTaskInstance):
     roles = {"GET": Role.VIEWER}
-
-    def __init__(self, ctx: Any, *, mapped_route: bool) -> None:
-        self.ctx = ctx
-        self.mapped_route = mapped_route
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                **params: str) -> None:
-        map_index = _map_index_of(params["map_index"]) if self.mapped_route else _query_map_index(req)
-        run = _runs.require_run(self.ctx, dag_id, dag_run_id).record
-        _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, map_index)
+        map_index = self._map_index(req, params)
+        run, _ = self._locate(dag_id, dag_run_id, task_id, map_index)
         tries = self.ctx.repos.task_instances.tries(TIKey(dag_id, dag_run_id, task_id, map_index))
         versions = Versions(self.ctx)
         number = params.get("task_try_number")
@@ -497,25 +498,19 @@ class ExtraLinks:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str) -> None:
         _runs.require_run(self.ctx, dag_id, dag_run_id)
-        _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, _query_map_index(req))
+        _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, _query.map_index(req))
         dto.query_int(req, "try_number", minimum=0)
         resp.media = {"extra_links": {}, "total_entries": 0}
 
 
-class Dependencies:
+class Dependencies(_OneTaskInstance):
     """Why a task instance is not running yet: its upstream tasks that have not succeeded."""
 
     roles = {"GET": Role.VIEWER}
 
-    def __init__(self, ctx: Any, *, mapped_route: bool) -> None:
-        self.ctx = ctx
-        self.mapped_route = mapped_route
-
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                **params: str) -> None:
-        map_index = _map_index_of(params["map_index"]) if self.mapped_route else _query_map_index(req)
-        run = _runs.require_run(self.ctx, dag_id, dag_run_id).record
-        ti = _runs.require_ti(self.ctx, dag_id, dag_run_id, task_id, map_index).record
+        run, ti = self._locate(dag_id, dag_run_id, task_id, self._map_index(req, params))
         deps: list[dict[str, str]] = []
         if ti.state is None or ti.state in (TaskInstanceState.SCHEDULED, TaskInstanceState.UP_FOR_RETRY):
             dag = _runs.dag_for_run(self.ctx, run)

@@ -56,17 +56,19 @@ class Unsupported:
         read_role: Role = Role.VIEWER,
     ) -> None:
         self.feature = feature
-        self._get = get
         self._writes = writes
         self.roles = {"GET": read_role, **{m: write_role for m in writes}}
         if get is not None:
-            self.on_get = self._on_get
+            self.on_get = self._answering(get)
         for method in writes:
             setattr(self, f"on_{method.lower()}", self._on_write)
 
-    def _on_get(self, req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
-        assert self._get is not None
-        resp.media = self._get(req)
+    @staticmethod
+    def _answering(get: Callable[[falcon.Request], dict[str, Any]]) -> Callable[..., None]:
+        def on_get(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
+            resp.media = get(req)
+
+        return on_get
 
     def _on_write(self, req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
         raise problem.not_implemented(self.feature)

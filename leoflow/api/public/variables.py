@@ -91,7 +91,6 @@ RESOURCE: _entities.Resource[Variable] = _entities.Resource(
     adapter=ADAPTER,
     title="Variable",
     path_param="variable_key",
-    pattern_param="variable_key",
     body=_bodies.VariableBody,
     bulk_body=_bodies.BulkVariables,
     sorting=SORTING,

@@ -16,7 +16,7 @@ from leoflow.api.auth.roles import Role
 from leoflow.api.public import _bodies, _query, _runs
 from leoflow.domain.records import DagRun, XComEntry
 from leoflow.store.repos.base import TIKey, Versioned
-from leoflow.store.repos.errors import StaleTry, XComTooLarge
+from leoflow.store.repos.errors import StaleTry
 from leoflow.store.repos.query import RunQuery
 
 
@@ -124,8 +124,6 @@ def _write(ctx: Any, key: TIKey, xcom_key: str, value: Any) -> XComEntry:
     try_number = ti.record.try_number if ti is not None else 0
     try:
         return ctx.repos.xcom.set(key, xcom_key, value, try_number=try_number, timestamp=ctx.clock())  # type: ignore[no-any-return]
-    except XComTooLarge as exc:
-        raise problem.Problem(413, str(exc), type_="payload-too-large", field="body.value") from None
     except StaleTry as exc:
         raise problem.conflict(str(exc)) from None
     except ValueError as exc:
@@ -141,8 +139,7 @@ class XComItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                xcom_key: str) -> None:
-        map_index = dto.query_int(req, "map_index", default=-1, minimum=-1)
-        assert map_index is not None
+        map_index = _query.map_index(req)
         dto.query_bool(req, "deserialize", default=False)  # values are JSON already: same either way
         stringify = bool(dto.query_bool(req, "stringify", default=False))
         entry = self.ctx.repos.xcom.get(TIKey(dag_id, dag_run_id, task_id, map_index), xcom_key)
@@ -167,8 +164,7 @@ class XComItem:
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str, task_id: str,
                   xcom_key: str) -> None:
-        map_index = dto.query_int(req, "map_index", default=-1, minimum=-1)
-        assert map_index is not None
+        map_index = _query.map_index(req)
         if not self.ctx.repos.xcom.delete(TIKey(dag_id, dag_run_id, task_id, map_index), xcom_key):
             raise problem.not_found(f"XCom entry with key: `{xcom_key}` not found")
         _runs.audit(self.ctx, req, "delete_xcom_entry", dag_id=dag_id, run_id=dag_run_id, task_id=task_id,

@@ -44,7 +44,7 @@ def config_response(ctx: AppContext) -> dict[str, object]:
         "enable_swagger_ui": False,
         "require_confirmation_dag_change": ui.require_confirmation_dag_change,
         "default_wrap": ui.default_wrap,
-        "test_connection": connections.test_connection_mode(ui.test_connection),
+        "test_connection": connections.connection_test_mode(ui.test_connection),
         "dashboard_alert": alerts,
         "show_external_log_redirect": False,
         "external_log_name": None,

@@ -88,6 +88,11 @@ class Repositories:
         ks = Keyspace(root)
         proj = RunProjection(store, ks, wait=projection_wait).start() if projection else None
         tis = TaskInstanceRepository(store, ks)
+        dags = None
+        if projection:  # the DAG list and import errors are mirrored too (repos/dag_projection.py)
+            from leoflow.store.repos import dags as dags_module
+
+            dags = dags_module.DagRepository(store, root, projection=True, projection_wait=projection_wait)
         return cls(
             store=store,
             keyspace=ks,
@@ -103,6 +108,7 @@ class Repositories:
             favorites=FavoriteRepository(store, ks),
             projection=proj,
             clock=clock,
+            _dags=dags,
         )
 
     @property
@@ -137,6 +143,8 @@ class Repositories:
     def close(self) -> None:
         if self.projection is not None:
             self.projection.stop()
+        if self._dags is not None:
+            self._dags.close()
 
 
 def build(

@@ -299,10 +299,17 @@ class AgentQueue:
         return result.ok
 
     def finish(self, queued: QueuedTry, event: TryEvent) -> bool:
-        """Mark done and create the one terminal event, atomically; False if someone else did first."""
+        """Mark done and create the one terminal event, atomically; False if someone else did first.
+
+        The tombstone drops the request's command and env: nothing reads them once the try is
+        done, and a request near its size cap plus an XCom return near its own cap would not fit
+        in one transaction (``MAX_TXN_BYTES``) together.
+        """
         if queued.status == "done" or not event.terminal:
             return False
-        done = replace(queued, status="done", outcome=event.outcome.value, done_at=event.at.timestamp())
+        tombstone = replace(queued.request, command=(), env={})
+        done = replace(queued, request=tombstone, status="done", outcome=event.outcome.value,
+                       done_at=event.at.timestamp())
         result = self.store.txn([
             Cas(self.queue_key(queued.request.queue, queued.key), done.to_bytes(), queued.index),
             Cas(self.event_key(queued.key, "terminal"), json.dumps(event_to_json(event)).encode(), 0),

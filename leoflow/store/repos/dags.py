@@ -18,13 +18,21 @@ Consul's 512 KiB limit: blobs are split into 256 KiB chunks; a blob over ``MAX_B
 
 Why content addressing: a revert makes a new version whose content equals an old one, and then
 shares its blobs; several DAGs of one Python file share one source blob.
+
+In the API server (``projection=True``) the DAG entries and import errors are mirrored in memory
+(``dag_projection.PrefixMirror``, fed by blocking queries, with read-your-writes for this
+repository's own writes), so ``list()`` and ``import_errors()`` cost no store request and no
+decoding. Parsed DAGs are cached by content hash in every process (immutable, LRU-bounded).
+``get()`` always reads the store: compare-and-set callers need the current index.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -34,8 +42,23 @@ from leoflow.domain.records import DagImportError, DagState, DagVersion
 from leoflow.domain.serialize import canonical_json, dag_from_dict, dag_to_dict
 from leoflow.store import keys
 from leoflow.store.fence import Fence
-from leoflow.store.port import MAX_TXN_BYTES, MAX_TXN_OPS, Cas, CheckNotExists, Delete, Op, Set, Store, ValueTooLarge
-from leoflow.store.repos import codec
+from leoflow.store.port import (
+    MAX_TXN_BYTES,
+    MAX_TXN_OPS,
+    Cas,
+    CheckIndex,
+    CheckNotExists,
+    Delete,
+    DeleteCas,
+    Entry,
+    Op,
+    Set,
+    Store,
+    TxnResult,
+    ValueTooLarge,
+)
+from leoflow.store.repos import codec, favorites
+from leoflow.store.repos.dag_projection import PrefixMirror
 from leoflow.store.repos.errors import Conflict, CorruptRecord, NotFound
 
 CHUNK_BYTES = 256 * 1024
@@ -44,6 +67,7 @@ MAX_STACK_TRACE = 64 * 1024
 _TXN_BUDGET = MAX_TXN_BYTES - 16 * 1024  # room for keys and the JSON framing
 _CAS_RETRIES = 20
 _ENC = keys.encode_id
+DAG_CACHE_SIZE = 512  # parsed DAGs kept per process (a 10-task DAG is a few KiB)
 
 
 @dataclass(frozen=True)
@@ -114,10 +138,37 @@ def _blob_hash(data: bytes) -> str:
 
 
 class DagRepository:
-    def __init__(self, store: Store, root: str = "leoflow") -> None:
+    def __init__(self, store: Store, root: str = "leoflow", *, projection: bool = False,
+                 projection_wait: float = 0.5) -> None:
+        """``projection=True`` (long-lived readers: the API server) mirrors the DAG entries and
+        import errors in memory, loaded now and followed by blocking queries; call ``close()``."""
         keys.validate_key(root)
         self.store = store
         self.root = root
+        self._dag_cache: OrderedDict[str, DAG] = OrderedDict()
+        self._dag_cache_lock = threading.Lock()
+        self._entries: PrefixMirror[DagEntry] | None = None
+        self._errors: PrefixMirror[DagImportError] | None = None
+        if projection:
+            self._entries = PrefixMirror(store, self._prefix("state"), self._decode_stored_entry,
+                                         name="dag-state", wait=projection_wait).start()
+            try:
+                self._errors = PrefixMirror(store, self._prefix("errors"), self._decode_stored_error,
+                                            name="import-error", wait=projection_wait).start()
+            except BaseException:
+                self._entries.stop()
+                raise
+
+    def close(self) -> None:
+        """Stop the mirrors' watch threads (they leave the store within ``projection_wait``)."""
+        for mirror in (self._entries, self._errors):
+            if mirror is not None:
+                mirror.stop()
+
+    @property
+    def projection_generation(self) -> int:
+        """Changes whenever the mirrored DAG list changes (-1 without a projection)."""
+        return self._entries.generation if self._entries is not None else -1
 
     # ---- keys -----------------------------------------------------------------------------
     def _key(self, *segments: str) -> str:
@@ -158,6 +209,36 @@ class DagRepository:
             raise CorruptRecord(f"value of key {key!r} is not a DAG entry: {exc}") from exc
         return DagEntry(state, latest, summary, index)
 
+    def _decode_stored_entry(self, entry: Entry) -> DagEntry:
+        return self._decode_entry(entry.key, entry.value, entry.modify_index)
+
+    def _decode_stored_error(self, entry: Entry) -> DagImportError:
+        return self._decode_error(entry.key, entry.value, entry.create_index)
+
+    def _observe_txn(self, ops: Sequence[Op], result: TxnResult) -> None:
+        """Read-your-writes: apply a successful txn's writes to mirrored keys at once."""
+        if self._entries is None or not result.ok:
+            return
+        written = {e.key: e for e in result.results}
+        for op in ops:
+            key = getattr(op, "key", "")
+            for mirror in (self._entries, self._errors):
+                if mirror is None or not key.startswith(mirror.prefix):
+                    continue
+                if isinstance(op, Set | Cas) and key in written:
+                    entry = written[key]
+                    try:
+                        mirror.observe(key, entry.modify_index, mirror.decode(entry))
+                    except CorruptRecord:
+                        continue  # the watch logs and skips it as well
+                elif isinstance(op, Delete | DeleteCas):
+                    mirror.observe(key, result.index, None)
+
+    def _txn(self, ops: Sequence[Op], fence: Fence | None = None) -> TxnResult:
+        result = fence.txn(self.store, ops) if fence is not None else self.store.txn(ops)
+        self._observe_txn(ops, result)
+        return result
+
     @staticmethod
     def _encode_entry(entry: DagEntry) -> bytes:
         return codec.encode_json({
@@ -167,7 +248,10 @@ class DagRepository:
         })
 
     def list(self) -> list[DagEntry]:
-        """Every DAG with its latest version and summary: one prefix list."""
+        """Every DAG with its latest version and summary, in key order: one prefix list (none
+        with the projection: the mirrored entries, which include this process's own writes)."""
+        if self._entries is not None:
+            return list(self._entries.values())
         return [self._decode_entry(e.key, e.value, e.modify_index) for e in self.store.list(self._prefix("state"))]
 
     def get(self, dag_id: str) -> DagEntry | None:
@@ -198,10 +282,22 @@ class DagRepository:
         version = self.version(dag_id, number)
         if version is None:
             return None
-        blob = self._read_blob(version.content_hash)
+        digest = version.content_hash
+        with self._dag_cache_lock:
+            cached = self._dag_cache.get(digest)
+            if cached is not None:
+                self._dag_cache.move_to_end(digest)
+                return cached
+        blob = self._read_blob(digest)
         if blob is None:
             raise CorruptRecord(f"serialized DAG {dag_id!r} version {version.version_number} is missing")
-        return dag_from_dict(json.loads(blob))
+        dag = dag_from_dict(json.loads(blob))
+        # The digest names the serialized content (dag_id included): the parsed DAG never changes.
+        with self._dag_cache_lock:
+            self._dag_cache[digest] = dag
+            while len(self._dag_cache) > DAG_CACHE_SIZE:
+                self._dag_cache.popitem(last=False)
+        return dag
 
     def source(self, dag_id: str, number: int | None = None) -> str | None:
         """The source text of the file a version was parsed from (the UI's Code tab)."""
@@ -237,24 +333,28 @@ class DagRepository:
             raise CorruptRecord(f"blob {digest} does not match its hash (incomplete write?)")
         return data
 
-    def _write_ops(self, ops: Sequence[Op], *, what: str) -> None:
-        """Write independent ops in as few transactions as the op and byte limits allow."""
+    def _write_ops(self, ops: Sequence[Op], *, what: str) -> dict[str, int]:
+        """Write independent ops in as few transactions as the op and byte limits allow; returns
+        the modify index of each key written."""
         batch: list[Op] = []
         size = 0
+        written: dict[str, int] = {}
         for op in ops:
             op_size = len(getattr(op, "key", "")) + len(getattr(op, "value", b""))
             if batch and (len(batch) >= MAX_TXN_OPS or size + op_size > _TXN_BUDGET):
-                self._commit(batch, what)
+                written.update(self._commit(batch, what))
                 batch, size = [], 0
             batch.append(op)
             size += op_size
         if batch:
-            self._commit(batch, what)
+            written.update(self._commit(batch, what))
+        return written
 
-    def _commit(self, ops: list[Op], what: str) -> None:
-        result = self.store.txn(ops)
+    def _commit(self, ops: list[Op], what: str) -> dict[str, int]:
+        result = self._txn(ops)
         if not result.ok:
             raise Conflict(f"{what}: transaction rejected: " + "; ".join(e.what for e in result.errors))
+        return {e.key: e.modify_index for e in result.results}
 
     # ---- versions -----------------------------------------------------------------------------
     def record_version(self, dag: DAG, source: str, *, bundle_name: str, bundle_version: str | None,
@@ -305,16 +405,19 @@ class DagRepository:
                     and len(blob_ops) + len(ops) <= MAX_TXN_OPS:
                 ops = [*blob_ops, *ops]
             else:  # big: blobs first (immutable, unreferenced until the version lands), then the version
-                self._write_ops(blob_ops, what=f"blobs of DAG '{dag.dag_id}'")
-            if self.store.txn(ops).ok:
+                written = self._write_ops(blob_ops, what=f"blobs of DAG '{dag.dag_id}'")
+                # A delete of this DAG may remove blobs meanwhile (ADR 0014): the version lands only if
+                # the first chunk of each blob is still the one just written (chunks go in one txn).
+                ops += [CheckIndex(k, written[k]) for k in (blob_ops[0].key, self._blob_prefix(source_digest) + "0000")
+                        if k in written]
+            if self._txn(ops).ok:
                 return version
             current = None
         raise Conflict(f"DAG '{dag.dag_id}': could not record a version after {_CAS_RETRIES} attempts")
 
     def _cas_entry(self, entry: DagEntry, index: int, fence: Fence | None = None) -> bool:
         op = Cas(self.state_key(entry.state.dag_id), self._encode_entry(entry), index)
-        result = fence.txn(self.store, [op]) if fence is not None else self.store.txn([op])
-        return result.ok
+        return self._txn([op], fence).ok
 
     def update_state(self, dag_id: str, change: Callable[[DagState], DagState], *,
                      fence: Fence | None = None) -> DagState:
@@ -351,6 +454,57 @@ class DagRepository:
             changed.append(dag_id)
         return changed
 
+    def delete(self, dag_id: str) -> bool:
+        """Forget a DAG: its entry (state, latest version, summary with tags), every version, the
+        blobs no other DAG version uses, and the users' favorites of it; False if it is unknown.
+
+        The DAG's runs are the run repository's (the API deletes them first). Its file's record
+        stays: the next sync sees a file defining a DAG without an entry and parses it again, so a
+        DAG whose file still exists comes back as a new DAG (Airflow's semantics, ADR 0014).
+
+        Order: the entry goes first, by compare-and-set, together with the versions that fit the
+        same txn, so readers see the DAG vanish at once; the rest follows. Blobs are deleted only
+        while the DAG is still absent (a sync re-creating it meanwhile keeps them, see
+        ``record_version``). A crash midway leaves unreferenced keys only.
+        """
+        state_key = self.state_key(dag_id)
+        versions_prefix = self._prefix("versions", _ENC(dag_id))
+        for _ in range(_CAS_RETRIES):
+            stored = self.store.get(state_key)
+            if stored is None:
+                return False
+            versions = self.store.list(versions_prefix)
+            first = [Delete(v.key) for v in versions[:MAX_TXN_OPS - 1]]
+            if self._txn([DeleteCas(state_key, stored.modify_index), *first]).ok:
+                break
+        else:
+            raise Conflict(f"DAG '{dag_id}': delete lost {_CAS_RETRIES} compare-and-sets in a row")
+        self._write_ops([Delete(v.key) for v in versions[MAX_TXN_OPS - 1:]], what=f"versions of DAG '{dag_id}'")
+        digests: set[str] = set()
+        for v in versions:
+            data = codec.load(v.key, v.value)
+            digests.update(d for d in (data.get("content_hash"), data.get("source_hash")) if isinstance(d, str))
+        if digests:
+            for v in self.store.list(self._prefix("versions")):  # blobs other DAGs still use (a shared source)
+                data = codec.load(v.key, v.value)
+                digests.discard(data.get("content_hash"))
+                digests.discard(data.get("source_hash"))
+        for digest in sorted(digests):
+            chunks = self.store.keys(self._blob_prefix(digest), separator=None)
+            for i in range(0, len(chunks), MAX_TXN_OPS - 1):
+                # No-op (not an error) if the DAG was recorded again meanwhile: its versions may use them.
+                self.store.txn([CheckNotExists(state_key), *[Delete(k) for k in chunks[i:i + MAX_TXN_OPS - 1]]])
+        self._delete_favorites(dag_id)
+        return True
+
+    def _delete_favorites(self, dag_id: str) -> None:
+        """Favorites are ``<root>/favorites/<user>/<dag>`` (``repos/favorites.py``): one keys listing."""
+        prefix = keys.prefix_of(self.root, favorites.KIND)
+        suffix = "/" + _ENC(dag_id)
+        stars = [k for k in self.store.keys(prefix, separator=None)
+                 if k.endswith(suffix) and k[len(prefix):].count("/") == 1]
+        self._write_ops([Delete(k) for k in stars], what=f"favorites of DAG '{dag_id}'")
+
     # ---- import errors ------------------------------------------------------------------------
     def _decode_error(self, key: str, value: bytes, create_index: int) -> DagImportError:
         data = codec.load(key, value)
@@ -363,8 +517,11 @@ class DagRepository:
 
     def import_errors(self, bundle: str | None = None) -> list[DagImportError]:
         """Every current import error (one prefix list); ids are stable while the file stays broken."""
-        prefix = self._prefix("errors", _ENC(bundle)) if bundle else self._prefix("errors")
-        errors = [self._decode_error(e.key, e.value, e.create_index) for e in self.store.list(prefix)]
+        if self._errors is not None:
+            errors = [e for e in self._errors.values() if not bundle or e.bundle_name == bundle]
+        else:
+            prefix = self._prefix("errors", _ENC(bundle)) if bundle else self._prefix("errors")
+            errors = [self._decode_error(e.key, e.value, e.create_index) for e in self.store.list(prefix)]
         return sorted(errors, key=lambda e: e.import_error_id)
 
     def import_error(self, import_error_id: int) -> DagImportError | None:

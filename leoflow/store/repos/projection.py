@@ -24,84 +24,24 @@ visible after at most one watch round-trip plus ``min_interval``; ``wait_for(ind
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable
 
 from leoflow.domain.records import DagRun
 from leoflow.store.port import Entry, Store, StoreError
 from leoflow.store.repos import codec, query
 from leoflow.store.repos.base import Keyspace, Versioned
+from leoflow.store.repos.follower import PrefixFollower
 
 log = logging.getLogger(__name__)
 
 
-class RunProjection:
+class RunProjection(PrefixFollower):
     def __init__(self, store: Store, keyspace: Keyspace, *, min_interval: float = 0.05, wait: float = 0.5) -> None:
-        self.store = store
+        super().__init__(store, keyspace.runs_prefix(), name="run projection", wait=wait, min_interval=min_interval)
         self.ks = keyspace
-        self.prefix = keyspace.runs_prefix()
-        self.min_interval = min_interval
-        self.wait = wait
         self._by_key: dict[str, Versioned[DagRun]] = {}
         self._by_dag: dict[str, dict[str, Versioned[DagRun]]] = {}
-        self._local: dict[str, tuple[int, Versioned[DagRun] | None]] = {}  # key -> (index, record|None=deleted)
-        self._index = 0
-        self._generation = 0  # bumps on every change; keys the sorted-list cache
-        self._sorted: dict[str, tuple[int, list[Versioned[DagRun]]]] = {}
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.refreshes = 0
-        self.errors = 0
-
-    # ---- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> RunProjection:
-        """Load synchronously (so the first read is complete), then follow changes in a daemon thread."""
-        self.refresh()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="leoflow-run-projection", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        """End the watch thread and wait until it has left the store (its query returns within
-        ``wait``), so closing the store afterwards is safe."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.wait + 5.0 if timeout is None else timeout)
-            if not self._thread.is_alive():
-                self._thread = None
-
-    @property
-    def index(self) -> int:
-        return self._index
-
-    def refresh(self, wait: float = 0.0) -> None:
-        """One round: a blocking query from the current index (``wait=0``: return at once)."""
-        index = self._index if wait > 0 else 0
-        result = self.store.watch(self.prefix, index=index, wait=wait, recurse=True)
-        self._apply(result.index, result.entries)
-
-    def _loop(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.refresh(wait=self.wait)
-                backoff = 0.1
-            except StoreError as exc:
-                if self._stop.is_set():
-                    return
-                self.errors += 1
-                log.warning("run projection: watch failed, retrying", extra={"error": str(exc)})
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            spent = time.monotonic() - started
-            if spent < self.min_interval:
-                self._stop.wait(self.min_interval - spent)
+        self._sorted: dict[str, tuple[int, list[Versioned[DagRun]]]] = {}  # keyed by ``generation``
 
     def _apply(self, index: int, entries: Iterable[Entry]) -> None:
         old = self._by_key
@@ -121,14 +61,7 @@ class RunProjection:
         with self._lock:
             if index < self._index:
                 log.info("run projection: store index went backwards; reloading", extra={"index": index})
-            for key, (at, local) in list(self._local.items()):
-                if at > index:
-                    if local is None:
-                        fresh.pop(key, None)
-                    else:
-                        fresh[key] = local
-                else:
-                    del self._local[key]
+            self._keep_local_writes(fresh, index, lambda _at, local: local)
             current = self._by_key
             changed = len(fresh) != len(current) or any(current.get(k) is not v for k, v in fresh.items())
             if changed:
@@ -137,9 +70,7 @@ class RunProjection:
                     by_dag.setdefault(v.record.dag_id, {})[key] = v
                 self._by_key, self._by_dag = fresh, by_dag
                 self._generation += 1
-            self._index = max(index, 1)
-            self.refreshes += 1
-            self._changed.notify_all()
+            self._round_done(index)
 
     # ---- local writes ----------------------------------------------------------------------------
     def observe(self, key: str, run: Versioned[DagRun]) -> None:
@@ -171,17 +102,6 @@ class RunProjection:
             self._by_key = by_key
             self._by_dag = {**self._by_dag, current.record.dag_id: dag}
             self._generation += 1
-
-    def wait_for(self, index: int, timeout: float = 2.0) -> bool:
-        """Block until the projection reflects store index ``index`` (True) or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._index < index:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(left)
-            return True
 
     # ---- reads -----------------------------------------------------------------------------------
     def runs(self, dag_ids: Iterable[str] | None = None) -> list[Versioned[DagRun]]:

@@ -94,7 +94,7 @@ def test_dags_list_with_latest_runs(api: ApiHarness, seeded: Seeded, client: fal
     assert etl["dag_id"] == "etl" and idle["dag_id"] == "idle"
     assert [r["run_id"] for r in etl["latest_dag_runs"]] == [RUNNING, FAILED, OK]
     assert [r["state"] for r in etl["latest_dag_runs"]] == ["running", "failed", "success"]
-    assert etl["bundle_version"] == "b" * 40 and etl["timetable_summary"] == "@daily"
+    assert etl["bundle_version"] == "b" * 40 and etl["timetable_summary"] == "0 0 * * *"
     assert etl["timetable_description"] == "At 00:00" and etl["timetable_periodic"] is True
     assert {t["name"] for t in etl["tags"]} == {"etl", "prod"} and etl["owners"] == ["airflow"]
     assert idle["is_paused"] is True and idle["latest_dag_runs"] == []
