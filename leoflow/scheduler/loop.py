@@ -60,7 +60,7 @@ from leoflow.store.fence import Fence
 from leoflow.store.port import MAX_TXN_OPS, InvalidKey, Op, StoreError, TooManyOperations, ValueTooLarge
 from leoflow.store.repos import Repositories, codec
 from leoflow.store.repos.base import TIKey, Versioned
-from leoflow.store.repos.errors import AlreadyExists, Conflict, Fenced
+from leoflow.store.repos.errors import AlreadyExists, Conflict, Fenced, NotFound
 from leoflow.store.repos.query import RunQuery
 from leoflow.store.repos.task_instances import snapshot_from_entries
 
@@ -718,6 +718,8 @@ class Scheduler:
                                             data_interval_end=want[2], run_after=want[3], fence=fence)
         except Conflict:
             log.info("next run of a DAG not published (concurrent change); retried later", extra={"dag_id": dag_id})
+        except NotFound:
+            log.info("next run of a DAG not published: the DAG was deleted meanwhile", extra={"dag_id": dag_id})
 
     def _start_runs(self, batch: Any, entries: dict[str, Any], runs: dict[RunKey, _RunState],
                     now: datetime) -> dict[RunKey, Any]:

@@ -501,6 +501,26 @@ class SqliteStore:
         index = max([e.modify_index for e in entries] + [tomb or 0, floor if (entries or tomb) else 0])
         return max(index or kv_idx, 1), tuple(entries)
 
+    def _prefix_index(self, conn: sqlite3.Connection, key: str) -> int:
+        """The index ``_read_index`` would report for a prefix, without reading or decoding its values.
+
+        A watcher wakes on every write to the store; most touch other prefixes, so it asks this
+        cheap question first and reads the entries only when its own prefix moved.
+        """
+        conn.execute("BEGIN")
+        try:
+            (top, count) = conn.execute(
+                "SELECT max(modify_index), count(*) FROM kv WHERE key >= ? AND key < ?", (key, key + _KEY_END)
+            ).fetchone()
+            kv_idx, floor = conn.execute("SELECT kv_idx, floor FROM meta WHERE id = 1").fetchone()
+            (tomb,) = conn.execute(
+                "SELECT max(idx) FROM tombstones WHERE key >= ? AND key < ?", (key, key + _KEY_END)
+            ).fetchone()
+        finally:
+            conn.execute("COMMIT")
+        index = max(top or 0, tomb or 0, floor if (count or tomb) else 0)
+        return max(index or kv_idx, 1)
+
     def watch(self, key: str, *, index: int, wait: float, recurse: bool = False) -> WatchResult:
         if recurse:
             keys.validate_prefix(key)
@@ -516,13 +536,17 @@ class SqliteStore:
                 # in `entries` or makes `now_idx != seen` below; read after, it could be in neither
                 # and the watch would sleep its whole wait.
                 (seen,) = conn.execute("SELECT idx FROM meta WHERE id = 1").fetchone()
-                current, entries = self._read_index(conn, key, recurse)
-                if current > index or index == 0:
-                    return WatchResult(current, entries)
+                moved = index == 0 or not recurse or key == "" or self._prefix_index(conn, key) > index
+                if moved:
+                    current, entries = self._read_index(conn, key, recurse)
+                    if current > index or index == 0:
+                        return WatchResult(current, entries)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return WatchResult(current, entries)
+                    # Timed out: answer with the data as it is now, as a Consul blocking query does.
+                    with self._use() as conn:
+                        return WatchResult(*self._read_index(conn, key, recurse))
                 with self._changed:
                     self._changed.wait(min(poll, remaining))
                 if self._closed:

@@ -18,6 +18,7 @@ from leoflow.domain.records import Pool
 from leoflow.domain.states import DagRunState
 from leoflow.domain.states import TaskInstanceState as S
 from leoflow.domain.states import TriggerRule as TR
+from leoflow.domain.timetable import DagRunInfo, DataInterval
 from leoflow.executors.port import TryKey, TryRequest
 from leoflow.scheduler.loop import Options, Scheduler
 from leoflow.scheduler.metrics import SchedulerMetrics
@@ -400,3 +401,18 @@ def test_pool_slots_and_priority_weight_order(rig: Rig) -> None:
     assert order.read_text().split() == ["high", "mid", "low"]
     spans = sorted((t.start_date, t.end_date) for t in rig.tis("pooled", run.run_id).values())
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never two at once in a 1-slot pool
+
+
+def test_a_dag_deleted_during_a_wake_up_does_not_break_publishing_its_next_run(rig: Rig) -> None:
+    """The API may delete a DAG between the wake-up's read and its write of ``next_dagrun_*``."""
+    dag = dag_of("deleted_meanwhile", Task("t", command=py("pass")), schedule="@daily",
+                 start_date=datetime(2026, 1, 1, tzinfo=UTC))
+    rig.publish(dag)
+    entry = rig.repos.dags.get(dag.dag_id)
+    assert entry is not None
+    assert rig.repos.dags.delete(dag.dag_id)
+    sched = Scheduler(rig.repos, rig.executor(), fence=lambda: None, options=Options(executor_name="local"))
+    day = datetime(2026, 1, 2, tzinfo=UTC)
+    nxt = DagRunInfo(run_after=day + timedelta(days=1), data_interval=DataInterval(day, day + timedelta(days=1)))
+    sched._publish_next(dag.dag_id, entry.state, nxt, None)  # must neither raise nor re-create the DAG
+    assert rig.repos.dags.get(dag.dag_id) is None
