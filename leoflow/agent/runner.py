@@ -32,7 +32,7 @@ from google.protobuf import json_format
 from leoflow.agent.command import CommandError, check_env, container_name
 from leoflow.agent.exec import RunningProcess, find_container_cli, start_container, start_process
 from leoflow.agent.metrics import METRICS
-from leoflow.agent.xcom import read_xcom
+from leoflow.agent.outcome import classify
 from leoflow.agentrpc.gen import agent_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -364,14 +364,8 @@ class Runner:
                 process.kill("cancelled", self.kill_grace)
             status = process.wait(a.timeout_seconds or None, self.kill_grace)
             status_code = status.exit_code
-            if status.killed_for == "timeout":
-                reason = f"execution_timeout: killed after {a.timeout_seconds:g}s"
-            elif status.killed_for == "cancelled" or entry.cancel_reason is not None:
-                reason = f"cancelled: {entry.cancel_reason}"
-            elif status.exit_code != 0:
-                reason = f"exit code {status.exit_code}"
-            else:
-                xcom, reason = read_xcom(xcom_path)
+            xcom, reason = classify(status, timeout_seconds=a.timeout_seconds, cancel_reason=entry.cancel_reason,
+                                    xcom_path=xcom_path)
         except CommandError as exc:
             reason = str(exc)
         except Exception as exc:  # the try fails, the agent lives on

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from leoflow.agent.command import CommandError, check_env
 from leoflow.agent.exec import RunningProcess, start_process
-from leoflow.agent.xcom import read_xcom
+from leoflow.agent.outcome import classify
 from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.logs.store import LogStore
 
@@ -159,14 +159,8 @@ class LocalExecutor:
                     process.kill("cancelled", self.kill_grace)
                 status = process.wait(request.timeout_seconds or None, self.kill_grace)
                 code = status.exit_code
-                if status.killed_for == "timeout":
-                    reason = f"execution_timeout: killed after {request.timeout_seconds:g}s"
-                elif status.killed_for == "cancelled" or entry.cancel_reason is not None:
-                    reason = f"cancelled: {entry.cancel_reason}"
-                elif status.exit_code != 0:
-                    reason = f"exit code {status.exit_code}"
-                else:
-                    xcom, reason = read_xcom(xcom_path)
+                xcom, reason = classify(status, timeout_seconds=request.timeout_seconds,
+                                        cancel_reason=entry.cancel_reason, xcom_path=xcom_path)
             except CommandError as exc:
                 reason = str(exc)
             except OSError as exc:
