@@ -270,6 +270,23 @@ def known_keys() -> set[str]:
     return keys
 
 
+# Keys whose value picks one behaviour out of a few: a typo must fail loudly, not fall back silently.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "store.backend": ("sqlite", "consul"),
+    "scheduler.executor": ("agents", "nomad"),
+    "agent.runtime": ("auto", "process", "docker", "podman"),
+    "ui.test_connection": ("Disabled", "Enabled", "Hidden"),
+}
+
+
+def _check_choices(config: Config) -> None:
+    for dotted, allowed in _CHOICES.items():
+        section, _, key = dotted.partition(".")
+        value = getattr(getattr(config, section), key)
+        if value.lower() not in {a.lower() for a in allowed}:
+            raise ConfigError(f"config key {dotted}: {value!r} is not one of {', '.join(allowed)}")
+
+
 def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     config = Config()
@@ -289,6 +306,7 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             section, _, key = name[len("LEOFLOW_") :].lower().partition("__")
             overrides.setdefault(section, {})[key] = value
     _apply(config, "", overrides)
+    _check_choices(config)
     if not config.home and env.get("LEOFLOW_HOME"):
         config.home = env["LEOFLOW_HOME"]
     return config

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import falcon
 import jsonschema
@@ -90,8 +90,19 @@ def query_list(req: falcon.Request, name: str) -> list[str]:
     return [v for v in values if v != ""]
 
 
+@overload
+def query_int(req: falcon.Request, name: str, *, default: int, minimum: int | None = None,
+              maximum: int | None = None) -> int: ...
+
+
+@overload
+def query_int(req: falcon.Request, name: str, *, default: None = None, minimum: int | None = None,
+              maximum: int | None = None) -> int | None: ...
+
+
 def query_int(req: falcon.Request, name: str, *, default: int | None = None, minimum: int | None = None,
               maximum: int | None = None) -> int | None:
+    """``?name=`` as an int (422 naming ``query.<name>``); with an int ``default`` the result is an int."""
     raw = query_str(req, name)
     if raw is None:
         return default
@@ -103,6 +114,17 @@ def query_int(req: falcon.Request, name: str, *, default: int | None = None, min
         raise invalid(f"query.{name}", f"must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise invalid(f"query.{name}", f"must be <= {maximum}, got {value}")
+    return value
+
+
+def path_int(name: str, raw: str, *, minimum: int | None = None) -> int:
+    """An integer path parameter; 422 naming ``path.<name>`` otherwise, as FastAPI answers."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid(f"path.{name}", f"{raw!r} is not a valid integer") from None
+    if minimum is not None and value < minimum:
+        raise invalid(f"path.{name}", f"must be >= {minimum}")
     return value
 
 
@@ -235,7 +257,6 @@ def page(req: falcon.Request, *, default_limit: int = DEFAULT_LIMIT, max_limit: 
     cap = max_limit or _max_limit(req)
     limit = query_int(req, "limit", default=default_limit, minimum=0)
     offset = query_int(req, "offset", default=0, minimum=0)
-    assert limit is not None and offset is not None
     return Page(limit=min(limit, cap), offset=offset)
 
 

@@ -113,12 +113,7 @@ class TaskLogResource:
         from leoflow.api.public._query import map_index as query_map_index
         from leoflow.api.public._runs import require_run, require_ti
 
-        try:
-            number = int(try_number)
-        except ValueError:
-            raise problem.invalid("path.try_number", f"{try_number!r} is not a valid integer") from None
-        if number < 0:
-            raise problem.invalid("path.try_number", "must be >= 0")
+        number = dto.path_int("try_number", try_number, minimum=0)
         map_index = query_map_index(req)
         full = bool(dto.query_bool(req, "full_content", default=False))
         offset = 0 if full else parse_token(dto.query_str(req, "token"))

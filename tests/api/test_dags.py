@@ -63,7 +63,9 @@ def test_dag_fields(api: ApiHarness, viewer: Any) -> None:
     dag, _ = get(viewer, "/api/v2/dags/etl_daily")
     assert dag["tags"] == [{"name": "prod", "dag_id": "etl_daily", "dag_display_name": "etl_daily"},
                            {"name": "etl", "dag_id": "etl_daily", "dag_display_name": "etl_daily"}]
-    assert dag["timetable_summary"] == "@daily" and dag["timetable_periodic"] is True
+    # Airflow's CronMixin expands presets in the summary and describes the expression.
+    assert dag["timetable_summary"] == "0 0 * * *" and dag["timetable_periodic"] is True
+    assert dag["timetable_description"] == "At 00:00"
     assert dag["owners"] == ["data"] and dag["fileloc"] == "dags/etl_daily.yaml"
     assert dag["bundle_name"] == "dags-folder" and dag["bundle_version"] == "abc123"
     assert dag["last_parsed_time"] == "2026-03-01T12:00:00Z"

@@ -24,6 +24,8 @@ def test_file_then_env_overlay(tmp_path: Path) -> None:
         ("[nope]\na = 1\n", "unknown config key nope"),
         ('[server]\nworkers = "many"\n', "config key server.workers: expected int"),
         ("[server\n", "leoflow.toml"),
+        ('[store]\nbackend = "etcd"\n', "config key store.backend: 'etcd' is not one of sqlite, consul"),
+        ('[ui]\ntest_connection = "yes"\n', "config key ui.test_connection: 'yes' is not one of"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, message: str) -> None:

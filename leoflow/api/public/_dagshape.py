@@ -15,7 +15,7 @@ from typing import Any
 
 from leoflow.api import dto, problem
 from leoflow.domain.dag import DAG, Param, Task
-from leoflow.domain.schedule import ScheduleError, parse_schedule
+from leoflow.domain.timetable import describe
 from leoflow.store.repos.dags import DagEntry
 
 PARAM_CLASS = "airflow.sdk.definitions.param.Param"
@@ -50,23 +50,6 @@ def file_token(bundle: str | None, fileloc: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def timetable(schedule: str | None) -> tuple[str | None, str | None, bool]:
-    """(summary, description, periodic), worded as Airflow's built-in timetables word them."""
-    try:
-        parsed = parse_schedule(schedule)
-    except ScheduleError:
-        return schedule, None, False
-    if parsed.kind == "none":
-        return None, "Never, external triggers only", False
-    if parsed.kind == "once":
-        return "@once", "Once, as soon as possible", False
-    if parsed.kind == "duration" and parsed.interval is not None:
-        return parsed.text, f"Every {parsed.text}", True
-    if parsed.kind == "preset":
-        return parsed.text, f"{parsed.text}: cron {parsed.cron}", True
-    return parsed.text, f"cron {parsed.cron}", True
-
-
 def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return dto.iso(value)
@@ -97,7 +80,7 @@ def params_dump(dag: DAG) -> dict[str, Any]:
 def dag_response(entry: DagEntry, *, has_import_errors: bool = False) -> dict[str, Any]:
     state, latest, summary = entry.state, entry.latest, entry.summary
     schedule = summary.schedule if summary else None
-    t_summary, t_description, periodic = timetable(schedule)
+    tt = describe(schedule)
     fileloc = (summary.fileloc if summary else "") or (latest.fileloc if latest else "")
     bundle = state.bundle_name or (latest.bundle_name if latest else "") or None
     dag_id = state.dag_id
@@ -114,10 +97,10 @@ def dag_response(entry: DagEntry, *, has_import_errors: bool = False) -> dict[st
         "relative_fileloc": fileloc or None,
         "fileloc": fileloc,
         "description": summary.description if summary else None,
-        "timetable_summary": t_summary,
-        "timetable_description": t_description,
+        "timetable_summary": tt.summary,
+        "timetable_description": tt.description,
         "timetable_partitioned": False,
-        "timetable_periodic": periodic,
+        "timetable_periodic": tt.periodic,
         "tags": [{"name": t, "dag_id": dag_id, "dag_display_name": dag_id} for t in (summary.tags if summary else ())],
         "max_active_tasks": summary.max_active_tasks if summary else 16,
         "max_active_runs": summary.max_active_runs if summary else 16,
@@ -129,7 +112,7 @@ def dag_response(entry: DagEntry, *, has_import_errors: bool = False) -> dict[st
         "next_dagrun_data_interval_end": dto.iso(state.next_dagrun_data_interval_end),
         "next_dagrun_run_after": dto.iso(state.next_dagrun_run_after),
         # Leoflow creates scheduled runs (periodic DAGs) and manual ones; it has no backfills yet.
-        "allowed_run_types": ["scheduled", "manual"] if periodic else ["manual"],
+        "allowed_run_types": ["scheduled", "manual"] if tt.periodic else ["manual"],
         "owners": list(summary.owners) if summary else [],
         "is_backfillable": False,
         "file_token": file_token(bundle, fileloc),

@@ -24,8 +24,7 @@ Predicate = Callable[[T], bool]
 
 def map_index(req: falcon.Request) -> int:
     """``?map_index=`` of one task instance: -1 (the unmapped task) when absent, 422 below -1."""
-    value = dto.query_int(req, "map_index", default=-1, minimum=-1)
-    return -1 if value is None else value
+    return dto.query_int(req, "map_index", default=-1, minimum=-1)
 
 
 def datetime_ranges(req: falcon.Request, name: str, get: Callable[[T], datetime | None]) -> list[Predicate[T]]:

@@ -110,12 +110,7 @@ class EventLogItem:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, event_log_id: str) -> None:
-        try:
-            ident = int(event_log_id)
-        except ValueError:
-            raise problem.invalid("path.event_log_id", f"{event_log_id!r} is not a valid integer") from None
-        if ident < 0:
-            raise problem.invalid("path.event_log_id", "must be >= 0")
+        ident = dto.path_int("event_log_id", event_log_id, minimum=0)
         try:
             found = self.ctx.repos.audit.get(ident)
         except (OverflowError, ValueError, OSError):  # an id no event can have (its time is out of range)

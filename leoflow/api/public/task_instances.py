@@ -252,16 +252,6 @@ class TaskInstanceCollection:
         resp.media = {k: out.get(k) for k in ("create", "update", "delete")}
 
 
-def _map_index_of(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise problem.invalid("path.map_index", f"{raw!r} is not a valid integer") from None
-    if value < -1:
-        raise problem.invalid("path.map_index", "must be >= -1")
-    return value
-
-
 class _OneTaskInstance:
     """A route naming one task instance, either ``…/{task_id}`` (map_index from the query) or
     ``…/{task_id}/{map_index}`` (Airflow registers both shapes for several endpoints)."""
@@ -271,7 +261,9 @@ class _OneTaskInstance:
         self.mapped_route = mapped_route
 
     def _map_index(self, req: falcon.Request, params: dict[str, str]) -> int:
-        return _map_index_of(params["map_index"]) if self.mapped_route else _query.map_index(req)
+        if self.mapped_route:
+            return dto.path_int("map_index", params["map_index"], minimum=-1)
+        return _query.map_index(req)
 
     def _locate(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> tuple[DagRun, TaskInstance]:
         """The run and the task instance, or Airflow's 404 for whichever is missing first."""
@@ -398,10 +390,7 @@ class TaskInstanceTries(_OneTaskInstance):
             resp.media = {"task_instances": [_runs.ti_history_response(t, run, versions) for t in tries],
                           "total_entries": len(tries)}
             return
-        try:
-            wanted = int(number)
-        except ValueError:
-            raise problem.invalid("path.task_try_number", f"{number!r} is not a valid integer") from None
+        wanted = dto.path_int("task_try_number", number)
         for t in tries:
             if t.try_number == wanted:
                 resp.media = _runs.ti_history_response(t, run, versions)

@@ -7,7 +7,6 @@ reads whatever the number of runs. ``is_favorite`` is per user (``repos.favorite
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +17,8 @@ from leoflow.api import dto, problem
 from leoflow.api.auth.roles import Role
 from leoflow.api.context import AppContext
 from leoflow.api.middleware import current_user
+from leoflow.api.public import _dagshape
 from leoflow.api.ui import _common
-from leoflow.domain.timetable import describe
 
 DEFAULT_RUNS_LIMIT = 10  # Airflow's ``dag_runs_limit`` default: latest runs shown per DAG row
 ORDER_FIELDS = ("dag_id", "dag_display_name", "next_dagrun", "state", "start_date", "last_run_state",
@@ -27,49 +26,10 @@ ORDER_FIELDS = ("dag_id", "dag_display_name", "next_dagrun", "state", "start_dat
 RUN_ORDER_FIELDS = ("state", "last_run_state", "last_run_start_date")  # orders that need every DAG's last run
 
 
-def file_token(fileloc: str) -> str:
-    """Airflow signs the file path; the UI treats it as opaque, so a digest is enough."""
-    return hashlib.sha256(fileloc.encode()).hexdigest()[:32]
-
-
 def dag_fields(entry: Any, error_files: set[str]) -> dict[str, Any]:
-    """The ``DAGResponse`` part of a DAG, from its stored entry (state + latest version + summary)."""
-    state, latest, summary = entry.state, entry.latest, entry.summary
-    dag_id = state.dag_id
-    fileloc = (summary.fileloc if summary else "") or (latest.fileloc if latest else "")
-    tt = describe(summary.schedule if summary else None)
-    return {
-        "dag_id": dag_id,
-        "dag_display_name": dag_id,
-        "is_paused": state.is_paused,
-        "is_stale": state.is_stale,
-        "last_parsed_time": dto.iso(state.last_parsed_time),
-        "last_parse_duration": None,
-        "last_expired": None,
-        "bundle_name": (latest.bundle_name if latest else None) or state.bundle_name or None,
-        "bundle_version": latest.bundle_version if latest else None,
-        "relative_fileloc": fileloc or None,
-        "fileloc": fileloc,
-        "description": summary.description if summary else None,
-        "timetable_summary": tt.summary,
-        "timetable_description": tt.description,
-        "timetable_partitioned": False,
-        "timetable_periodic": tt.periodic,
-        "tags": [{"name": t, "dag_id": dag_id, "dag_display_name": dag_id} for t in (summary.tags if summary else ())],
-        "max_active_tasks": summary.max_active_tasks if summary else 16,
-        "max_active_runs": summary.max_active_runs if summary else None,
-        "max_consecutive_failed_dag_runs": 0,
-        "has_task_concurrency_limits": bool(summary and summary.has_task_concurrency_limits),
-        "has_import_errors": bool(fileloc) and fileloc in error_files,
-        "next_dagrun_logical_date": dto.iso(state.next_dagrun_logical_date),
-        "next_dagrun_data_interval_start": dto.iso(state.next_dagrun_data_interval_start),
-        "next_dagrun_data_interval_end": dto.iso(state.next_dagrun_data_interval_end),
-        "next_dagrun_run_after": dto.iso(state.next_dagrun_run_after),
-        "allowed_run_types": None,
-        "owners": list(summary.owners) if summary else [],
-        "is_backfillable": False,  # Leoflow has no backfills
-        "file_token": file_token(fileloc or dag_id),
-    }
+    """The ``DAGResponse`` part of a row: the same document ``/api/v2/dags`` answers (Airflow's
+    ``DAGWithLatestDagRunsResponse`` extends ``DAGResponse``), shaped in one place."""
+    return _dagshape.dag_response(entry, has_import_errors=dag_fields_has_errors(entry, error_files))
 
 
 def favorites_of(ctx: Any, username: str) -> set[str]:
@@ -88,9 +48,7 @@ class DagsWithLatestRuns:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         user = current_user(req)
         pg = dto.page(req)
-        runs_limit = dto.query_int(req, "dag_runs_limit", minimum=0)
-        if runs_limit is None:
-            runs_limit = DEFAULT_RUNS_LIMIT
+        runs_limit = dto.query_int(req, "dag_runs_limit", default=DEFAULT_RUNS_LIMIT, minimum=0)
         orders = dto.order_by(req, ORDER_FIELDS, "dag_id")
         repos = self.ctx.repos
         entries = [e for e in repos.dags.list() if e.latest is not None]
