@@ -77,6 +77,11 @@ class LocalTokenSource:
 
 
 def token_source(config: Config, agent_id: str, pools: tuple[str, ...]) -> TokenSource:
+    from leoflow.agent.vault_auth import vault_token_source
+
+    vault = vault_token_source(config)  # [vault] addr + AppRole or token file (issue 8)
+    if vault is not None:
+        return vault
     if config.agent.token_file:
         return FileTokenSource(Path(config.agent.token_file))
     paths = LocalKeyPaths.under(config.home_path)

@@ -103,6 +103,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("metrics listening", extra={"bind": metrics_bind, "port": port})
     runner = Runner(work_dir, capacity, runtime=agent.runtime)
     opts = DialOptions(server, agent.tls_ca_file, agent.tls_cert_file, agent.tls_key_file, agent.insecure)
+    # Vault (issue 8): keep the identity token fresh; optional mTLS certificate from Vault PKI.
+    from leoflow.agent.vault_auth import VaultTokenSource
+    from leoflow.agent.vault_tls import cert_keeper, with_certificate
+    from leoflow.secrets.vault import VaultError
+
+    keeper_stop = threading.Event()
+    certs = cert_keeper(cfg, agent_id, tokens.session if isinstance(tokens, VaultTokenSource) else None)
+    try:
+        opts = with_certificate(opts, certs)
+    except VaultError as exc:
+        print(f"leoflow-agent: error: {exc}", file=sys.stderr)
+        return 1
+    for keeper in (tokens if isinstance(tokens, VaultTokenSource) else None, certs):
+        if keeper is not None:
+            threading.Thread(target=keeper.keep_fresh, args=(keeper_stop,), name="agent-vault", daemon=True).start()
     info = AgentIdentityInfo(agent_id, pools, labels, leoflow.__version__, socket.gethostname())
     link = Link(opts, tokens, runner, info, max_backoff=agent.reconnect_max_backoff)
     signals = threading.Event()
@@ -146,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         while time.monotonic() < end and not runner.idle():
             time.sleep(0.05)
     link.stop()
+    keeper_stop.set()
+    if isinstance(tokens, VaultTokenSource):
+        tokens.session.revoke()  # an AppRole token nobody will use again should not live on in Vault
     thread.join(timeout=5)
     log.info("agent stopped")
     return 0

@@ -28,8 +28,11 @@ from leoflow.agentrpc.gen import agent_pb2_grpc as pb_grpc
 from leoflow.agentrpc.jwks import FileJwksSource, JwksSource, UrlJwksSource
 from leoflow.agentrpc.localkeys import LOCAL_ISSUER, LocalKeyPaths, ensure_keys
 from leoflow.agentrpc.service import AgentService, ServiceSettings
+from leoflow.agentrpc.vault_jwks import VaultDiscoveryError, vault_verifier
 from leoflow.config import Config
 from leoflow.logs.store import LogStore
+from leoflow.secrets.delivery import TaskSecrets, task_secrets
+from leoflow.secrets.vault import VaultError
 from leoflow.store.port import Store, StoreError
 from leoflow.store.repos.agent_queue import AgentQueue
 
@@ -45,6 +48,12 @@ class ServerSetupError(Exception):
 def build_verifier(config: Config) -> TokenVerifier:
     """Vault's JWKS URL when configured, else a JWKS file, else standalone's local key (adr/0041)."""
     vault = config.vault
+    try:
+        from_vault = vault_verifier(vault)  # [vault] addr: issuer and JWKS discovered from Vault (adr/0091)
+    except VaultDiscoveryError as exc:
+        raise ServerSetupError(str(exc)) from exc
+    if from_vault is not None:
+        return from_vault
     source: JwksSource
     if vault.jwks_url:
         if not vault.issuer:
@@ -92,7 +101,8 @@ class _SessionKeeper:
 
 class AgentRpcServer:
     def __init__(self, config: Config, store: Store, *, bind: str | None = None,
-                 verifier: TokenVerifier | None = None, settings: ServiceSettings | None = None) -> None:
+                 verifier: TokenVerifier | None = None, settings: ServiceSettings | None = None,
+                 secrets: TaskSecrets | None = None) -> None:
         self.config = config
         self.bind = bind or config.server.grpc_bind
         self.repo = AgentQueue(store, config.store.prefix)
@@ -103,7 +113,12 @@ class AgentRpcServer:
             container_queues=container_queues,
         )
         self.verifier = verifier or build_verifier(config)
-        self.service = AgentService(self.repo, self.verifier, LogStore(config.home_path / "logs"), self.settings)
+        try:
+            self.secrets = secrets or task_secrets(config, store)
+        except VaultError as exc:
+            raise ServerSetupError(str(exc)) from exc
+        self.service = AgentService(self.repo, self.verifier, LogStore(config.home_path / "logs"), self.settings,
+                                    secrets=self.secrets)
         self.health = health.HealthServicer()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None

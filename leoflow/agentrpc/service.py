@@ -33,8 +33,10 @@ from leoflow.agentrpc.auth import AgentIdentity, TokenVerifier, identity_of
 from leoflow.agentrpc.gen import agent_pb2 as pb
 from leoflow.agentrpc.gen import agent_pb2_grpc as pb_grpc
 from leoflow.agentrpc.metrics import METRICS
-from leoflow.executors.port import TryEvent, TryKey, TryOutcome
+from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.logs.store import LogStore
+from leoflow.secrets import delivery
+from leoflow.secrets.backend import SecretsUnavailable
 from leoflow.store.port import StoreError
 from leoflow.store.repos.agent_queue import AgentLive, AgentQueue, QueuedTry
 
@@ -119,8 +121,11 @@ class ServiceSettings:
 
 class AgentService(pb_grpc.AgentServiceServicer):
     def __init__(self, queue_repo: AgentQueue, verifier: TokenVerifier, log_store: LogStore,
-                 settings: ServiceSettings | None = None, clock: Callable[[], float] = time.time) -> None:
+                 settings: ServiceSettings | None = None, clock: Callable[[], float] = time.time,
+                 secrets: delivery.TaskSecrets | None = None) -> None:
         self.repo = queue_repo
+        # Declared connections/variables, resolved at delivery and masked in logs (issue 8, adr/0093).
+        self.secrets = secrets
         self.verifier = verifier
         self.logs = log_store
         self.settings = settings or ServiceSettings()
@@ -403,10 +408,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
             if batch.first_seq > through + 1:
                 # A gap: lines before first_seq never arrived; ask for them again by acking what we have.
                 return pb.LogAck(ref=batch.ref, through_seq=through)
+            try:
+                events = [self._mask(key, line.event) for line in list(batch.lines)[skip:]]
+            except SecretsUnavailable as exc:
+                # Never store a line we cannot mask: ack what we have, the agent resends later.
+                log.warning("log lines held back: cannot mask them", extra={"agent": conn.agent_id,
+                                                                            "error": str(exc)})
+                return pb.LogAck(ref=batch.ref, through_seq=through)
             lines = [
-                {"timestamp": line.timestamp, "level": line.level or "info", "event": line.event,
+                {"timestamp": line.timestamp, "level": line.level or "info", "event": event,
                  "logger": f"task.{line.stream}" if line.stream in ("stdout", "stderr") else "leoflow.agent"}
-                for line in list(batch.lines)[skip:]
+                for line, event in zip(list(batch.lines)[skip:], events, strict=True)
             ]
             if lines:
                 self.logs.append(key, lines)
@@ -426,6 +438,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
                     if idle is not None:
                         del self._try_logs[idle]
             return state
+
+    def _mask(self, key: TryKey, text: str) -> str:
+        if self.secrets is None:
+            return text
+
+        def request() -> TryRequest | None:
+            queued = self.repo.find(key)
+            return queued.request if queued is not None else None
+
+        return self.secrets.mask(key, text, request)
 
     # -- dispatch --------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
@@ -473,23 +495,26 @@ class AgentService(pb_grpc.AgentServiceServicer):
             if not candidates:
                 continue
             conn = max(candidates, key=lambda c: c.free)
+            env = delivery.prepare(self.secrets, self.repo, entry)
+            if env is None:
+                continue
             claimed = self.repo.claim(entry, conn.agent_id, conn.conn_id, self._clock())
             if claimed is None:
                 continue
             conn.assigned[claimed.key] = claimed
-            conn.send(pb.ServerMessage(assignment=self._assignment(claimed)))
+            conn.send(pb.ServerMessage(assignment=self._assignment(claimed, env)))
             METRICS.assignments.inc()
             sent += 1
         return sent
 
-    def _assignment(self, queued: QueuedTry) -> pb.Assignment:
+    def _assignment(self, queued: QueuedTry, env: dict[str, str]) -> pb.Assignment:
         req = queued.request
         container = bool(req.image) and req.queue in self.settings.container_queues
         return pb.Assignment(
             ref=try_ref(req.key),
             command=list(req.command),
             image=req.image or "",
-            env=dict(req.env),
+            env=env,
             timeout_seconds=req.timeout_seconds or 0.0,
             queue=req.queue,
             resources=pb.Resources(cpu=req.resources.cpu, memory=req.resources.memory,

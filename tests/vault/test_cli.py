@@ -74,3 +74,17 @@ def test_a_denied_token_is_a_clean_error(openbao: OpenBao, tmp_path: Path) -> No
     bad.write_text("s.not-a-real-token")
     with pytest.raises(CliError, match="Vault refused the request"):
         _run(["vault", "--addr", openbao.addr, "--token-file", str(bad), "bootstrap"])
+
+
+def test_the_real_cli_process_reads_vault_token_from_the_environment(openbao: OpenBao, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = _base(openbao, tmp_path)[2]
+    env = {**os.environ, "VAULT_TOKEN": openbao.root_token}
+    done = subprocess.run([sys.executable, "-m", "leoflow.cli.main", "vault", "--config", config, "bootstrap"],
+                          env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"vault is ready for Leoflow" in done.stdout
+    assert openbao.root_token.encode() not in done.stdout + done.stderr

@@ -100,6 +100,15 @@ class TokenService:
 
 def load_signing_key(config: Config) -> bytes:
     """The configured key, or the standalone one generated once under LEOFLOW_HOME (0600)."""
+    from leoflow.secrets.session_key import load_session_key
+    from leoflow.secrets.vault import VaultError
+
+    try:
+        shared = load_session_key(config)  # [vault] session_key_path: one key for every replica (adr/0094)
+    except VaultError as exc:
+        raise ValueError(f"[vault] session_key_path: {exc}") from exc
+    if shared is not None:
+        return shared
     auth = config.auth
     if auth.jwt_secret:
         return auth.jwt_secret.encode()

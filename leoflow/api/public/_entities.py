@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from leoflow.api import problem
 from leoflow.api.auth.roles import Role
 from leoflow.api.public import _bodies, _query, _runs
+from leoflow.secrets import view as vault_view
 from leoflow.store.port import ValueTooLarge
 from leoflow.store.repos.base import Versioned
 from leoflow.store.repos.errors import AlreadyExists, Conflict
@@ -186,7 +187,8 @@ class Collection(Generic[R]):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         a = self.r.adapter
         preds = _query.patterns(req, self.r.path_param, lambda v: a.id_of_body(v.record))
-        resp.media = _query.listing(req, a.repo(self.ctx).all(), preds, self.r.sorting, plural(a),
+        rows = vault_view.with_vault(self.ctx, a.noun, a.repo(self.ctx).all())  # issue 8: Vault-held ids too
+        resp.media = _query.listing(req, rows, preds, self.r.sorting, plural(a),
                                     lambda v: self.r.response(v.record))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -222,6 +224,10 @@ class Item(Generic[R]):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         ident = params[self.r.path_param]
+        in_vault = vault_view.held(self.ctx, self.r.adapter.noun, ident)  # Vault first; source named, values hidden
+        if in_vault is not None:
+            resp.media = self.r.response(in_vault)
+            return
         found = self.r.adapter.repo(self.ctx).get(ident)
         if found is None:
             raise self.r.not_found(ident)
@@ -233,6 +239,7 @@ class Item(Generic[R]):
         body = _bodies.parse(req, self.r.body)
         if a.id_of_body(body) != ident:
             raise problem.bad_request(self.r.mismatch_detail, field=f"body.{a.id_name}")
+        vault_view.refuse_if_in_vault(self.ctx, a.noun, ident)
         fields = self.r.patch_fields(req, body) - {a.id_name}
         updated = write_update(self.ctx, a, ident, body, fields)
         self.r.audit(self.ctx, req, f"patch_{a.noun}", ident, fields=sorted(fields))
@@ -240,6 +247,7 @@ class Item(Generic[R]):
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, **params: str) -> None:
         ident = params[self.r.path_param]
+        vault_view.refuse_if_in_vault(self.ctx, self.r.adapter.noun, ident)
         if not self.r.adapter.repo(self.ctx).delete(ident):
             raise self.r.not_found(ident)
         self.r.audit(self.ctx, req, f"delete_{self.r.adapter.noun}", ident)
