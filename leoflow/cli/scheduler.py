@@ -9,12 +9,13 @@ warning and keep their running values.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import threading
 from types import FrameType
 from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from leoflow import config as config_mod
 from leoflow.cli.errors import CliError
@@ -50,17 +51,17 @@ def make_executor(cfg: config_mod.Config, store: Any) -> Any:
 
         return AgentsExecutor(store, root=cfg.store.prefix, heartbeat_timeout=cfg.scheduler.agent_heartbeat_timeout)
     if name == "nomad":
-        try:
-            module = importlib.import_module("leoflow.executors.nomad")
-        except ModuleNotFoundError as exc:
-            raise CliError("config key scheduler.executor='nomad': the Nomad executor is not part of this "
-                           "build; use 'agents'") from exc
-        factory = getattr(getattr(module, "NomadExecutor", None), "from_config", None)
-        if factory is None:
-            raise CliError("config key scheduler.executor='nomad': leoflow.executors.nomad has no "
-                           "NomadExecutor.from_config(config, store)")
-        return factory(cfg, store)
+        from leoflow.executors.nomad import NomadExecutor
+
+        return NomadExecutor.from_config(cfg, store)
     raise CliError(f"config key scheduler.executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
+
+
+def executor_registries(executor: Any) -> list[CollectorRegistry]:
+    """Registries of the executor's own metrics, served on the scheduler's ``/metrics`` beside its own."""
+    from leoflow.executors.nomad import NomadExecutor
+
+    return [executor.metrics.registry] if isinstance(executor, NomadExecutor) else []
 
 
 def _restart_keys_changed(old: config_mod.Config, new: config_mod.Config) -> list[str]:
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                                watch_wait=cfg.scheduler.watch_wait)
     if cfg.scheduler.metrics_bind:
         try:
-            port = service.metrics.serve(cfg.scheduler.metrics_bind)
+            port = service.metrics.serve(cfg.scheduler.metrics_bind, extra=executor_registries(executor))
         except (OSError, ValueError) as exc:
             raise CliError(f"config key scheduler.metrics_bind={cfg.scheduler.metrics_bind}: {exc}") from exc
         log.info("metrics served", extra={"bind": cfg.scheduler.metrics_bind, "port": port})

@@ -13,7 +13,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from leoflow.cli.client import add_output_arg
 from leoflow.cli.errors import CliError
+from leoflow.cli.output import col, emit
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
     create.set_defaults(func=_create)
 
     lst = sub.add_parser("list", help="list users")
-    lst.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    add_output_arg(lst)
     lst.set_defaults(func=_list)
 
     delete = sub.add_parser("delete", help="delete a user")
@@ -107,22 +109,15 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    import json
-
     store, repos = _open(args)
     try:
         users = sorted((v.record for v in repos.users.all()), key=lambda u: u.username)
     finally:
         store.close()
-    if args.output == "json":
-        print(json.dumps([{"username": u.username, "role": u.role, "email": u.email, "active": u.active,
-                           "created_at": u.created_at.isoformat() if u.created_at else None} for u in users],
-                         indent=2))
-        return 0
-    width = max([8, *(len(u.username) for u in users)])
-    print(f"{'USERNAME':<{width}}  {'ROLE':<6}  {'ACTIVE':<6}  EMAIL")
-    for u in users:
-        print(f"{u.username:<{width}}  {u.role:<6}  {('yes' if u.active else 'no'):<6}  {u.email or ''}")
+    rows = [{"username": u.username, "role": u.role, "email": u.email, "active": u.active,
+             "created_at": u.created_at.isoformat() if u.created_at else None} for u in users]
+    emit(rows, args.output, rows, [col("USERNAME", "username"), col("ROLE", "role"),
+                                   col("ACTIVE", lambda r: "yes" if r["active"] else "no"), col("EMAIL", "email")])
     return 0
 
 

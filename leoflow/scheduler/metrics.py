@@ -9,11 +9,24 @@ this process declares. Every metric here is emitted by the loop and asserted in
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Forward(Collector):
+    """Exposes another registry's samples through a combined registry."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.source.collect())
 
 
 class SchedulerMetrics:
@@ -53,10 +66,19 @@ class SchedulerMetrics:
             raise KeyError(f"metric sample {name}{labels or ''} was never emitted")
         return value
 
-    def serve(self, bind: str) -> int:
-        """Serve ``/metrics`` on ``host:port`` (port 0 picks one); returns the bound port."""
+    def serve(self, bind: str, extra: Iterable[CollectorRegistry] = ()) -> int:
+        """Serve ``/metrics`` on ``host:port`` (port 0 picks one); returns the bound port.
+
+        ``extra`` registries (the executor's own metrics) are served on the same endpoint, so an
+        operator scrapes one target per scheduler.
+        """
         host, _, port = bind.rpartition(":")
-        server, thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        registry = self.registry
+        if extra:
+            registry = CollectorRegistry()
+            for source in (self.registry, *extra):
+                registry.register(_Forward(source))
+        server, thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=registry)
         self._server, self._thread = server, thread
         return int(server.server_address[1])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from leoflow.api.auth.passwords import verify_password
 from leoflow.cli.main import main
@@ -44,8 +45,11 @@ def test_create_list_reset_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert main(["users", "list", "-o", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [u["username"] for u in listed] == ["alice"] and "password_hash" not in listed[0]
+    assert main(["users", "list", "-o", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)[0]["role"] == "admin"
     assert main(["users", "list"]) == 0
-    assert "alice" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "USERNAME" in table and "alice" in table
     assert main(["users", "reset-password", "alice"]) == 0
     new = next(line.split(": ", 1)[1] for line in capsys.readouterr().out.splitlines() if line.startswith("password: "))
     assert new != password and verify_password(new, _user(home, "alice").password_hash)

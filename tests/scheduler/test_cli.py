@@ -96,3 +96,27 @@ def test_sighup_names_every_key_baked_in_at_start() -> None:
     new.home = "/elsewhere"
     new.scheduler.parallelism = old.scheduler.parallelism + 1  # applies live: not named
     assert _restart_keys_changed(old, new) == ["home", "scheduler.agent_heartbeat_timeout", "vault"]
+
+
+def test_the_nomad_executors_metrics_are_served_on_the_schedulers_endpoint(tmp_path: Path) -> None:
+    """One scrape target per scheduler: its own metrics and its executor's."""
+    from leoflow import config as config_mod
+    from leoflow.cli.scheduler import executor_registries, make_executor
+    from leoflow.scheduler.metrics import SchedulerMetrics
+
+    cfg = config_mod.load(env={"LEOFLOW_SCHEDULER__EXECUTOR": "nomad", "LEOFLOW_HOME": str(tmp_path)})
+    executor = make_executor(cfg, None)
+    try:
+        executor.metrics.submits.labels(result="created").inc()
+        metrics = SchedulerMetrics()
+        metrics.wakeups.labels(reason="test").inc()
+        port = metrics.serve("127.0.0.1:0", extra=executor_registries(executor))
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                body = resp.read().decode()
+        finally:
+            metrics.close()
+    finally:
+        executor.close()
+    assert 'leoflow_nomad_submits_total{result="created"} 1.0' in body
+    assert 'leoflow_scheduler_wakeups_total{reason="test"} 1.0' in body

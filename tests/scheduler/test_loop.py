@@ -98,6 +98,7 @@ def test_failing_task_is_retried_then_succeeds_and_history_is_kept(rig: Rig) -> 
     tries = rig.tries("retry", run.run_id, "flaky")
     assert [t.try_number for t in tries] == [1, 2]
     assert tries[0].exit_code == 3 and tries[0].end_date is not None
+    assert tries[0].state is S.FAILED  # Airflow's history shows the retried try as failed
     assert tis["flaky"].start_date is not None and tis["flaky"].start_date >= tries[0].end_date + timedelta(seconds=2)
     assert rig.executions() == {"flaky.1": 1, "flaky.2": 1}
     assert svc.metrics.sample("leoflow_scheduler_decisions_total", {"kind": "retry"}) == 1

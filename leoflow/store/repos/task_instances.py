@@ -18,10 +18,11 @@ Fencing rules every write obeys:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from leoflow.domain.records import TaskInstance
+from leoflow.domain.states import FINISHED_TI_STATES, TaskInstanceState
 from leoflow.store.port import MAX_TXN_OPS, Cas, CheckIndex, DeleteCas, Entry, Op, Set, Store
 from leoflow.store.repos import codec
 from leoflow.store.repos.base import Fence, Keyspace, TIKey, Versioned, run_txn, with_fence
@@ -72,6 +73,14 @@ def _strip(ti: TaskInstance) -> dict[str, Any]:
     data.pop("dag_id", None)
     data.pop("run_id", None)
     return data
+
+
+def as_history(ti: TaskInstance) -> TaskInstance:
+    """A superseded try as Airflow records it in history: a try that never finished (it went to
+    ``up_for_retry``, or was still queued/running) is shown as ``failed``, keeping its end date."""
+    if ti.state is None or ti.state in FINISHED_TI_STATES:
+        return ti
+    return replace(ti, state=TaskInstanceState.FAILED)
 
 
 def pack_value(dag_id: str, run_id: str, current: Iterable[TaskInstance], history: Iterable[TaskInstance]) -> bytes:
@@ -215,7 +224,7 @@ class TaskInstanceRepository:
         ops: list[Op] = [Cas(self.ks.ti(key), codec.encode(new), old.index)]
         if new.try_number > o.try_number and o.try_number >= 1 and o.state is not None:
             # A cleared TI (state None) was archived by the clear itself; never overwrite that.
-            ops.append(Set(self.ks.ti_try(key, o.try_number), codec.encode(o)))
+            ops.append(Set(self.ks.ti_try(key, o.try_number), codec.encode(as_history(o))))
         return ops
 
     def transition(
