@@ -124,12 +124,7 @@ def openbao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenBao]:
 @pytest.fixture
 def vrig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
     """agentrpc verifying agent tokens against the OpenBao JWKS, over a SQLite store on disk."""
-    from leoflow.agentrpc.server import AgentRpcServer
-    from leoflow.agentrpc.service import ServiceSettings
-    from leoflow.agentrpc.vault_jwks import vault_verifier
-    from leoflow.executors.agents import AgentsExecutor
-    from leoflow.store.sqlite import SqliteStore
-    from tests.vault.rig import VaultRig, server_login
+    from tests.vault.rig import running_rig, server_login
 
     home = tmp_path / "leoflow-home"
     login = server_login(openbao, tmp_path / "server-creds")
@@ -137,20 +132,5 @@ def vrig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
     config = openbao.config(home, jwks_min_refresh=0.0, role_id_file=login.role_id_file,
                             secret_id_file=login.secret_id_file)
     config.scheduler.agent_heartbeat_timeout = 3.0
-    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
-    verifier = vault_verifier(config.vault)
-    assert verifier is not None
-    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
-                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
-    server.start()
-    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
-                              reap_interval=0.2)
-    rig = VaultRig(home, config, server, executor)
-    try:
+    with running_rig(home, config) as rig:
         yield rig
-    finally:
-        for agent in rig.agents:
-            agent.stop()
-        server.stop(grace=0.5)
-        store.close()
-        executor.queue.store.close()

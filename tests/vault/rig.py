@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +15,15 @@ from leoflow.agent.dial import AgentIdentityInfo, DialOptions, Link
 from leoflow.agent.runner import Runner
 from leoflow.agent.vault_auth import VaultTokenSource
 from leoflow.agentrpc.server import AgentRpcServer
+from leoflow.agentrpc.service import ServiceSettings
+from leoflow.agentrpc.vault_jwks import vault_verifier
 from leoflow.config import Config
 from leoflow.executors.agents import AgentsExecutor
 from leoflow.executors.port import TryEvent, TryKey, TryRequest
 from leoflow.logs.store import LogStore
 from leoflow.secrets import bootstrap
 from leoflow.secrets.login import LoginSettings, VaultSession
+from leoflow.store.sqlite import SqliteStore
 from tests.vault.conftest import OpenBao
 
 
@@ -117,6 +121,28 @@ class VaultRig:
 
     def terminal_events(self, key: TryKey) -> list[TryEvent]:
         return [e for e in self.seen if e.key == key and e.terminal]
+
+
+@contextmanager
+def running_rig(home: Path, config: Config) -> Iterator[VaultRig]:
+    """agentrpc verifying agent tokens against Vault's JWKS, and the agents executor, over one SQLite file."""
+    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
+    verifier = vault_verifier(config.vault)
+    assert verifier is not None
+    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
+                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
+    server.start()
+    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
+                              reap_interval=0.2)
+    rig = VaultRig(home, config, server, executor)
+    try:
+        yield rig
+    finally:
+        for agent in rig.agents:
+            agent.stop()
+        server.stop(grace=0.5)
+        store.close()
+        executor.queue.store.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -18,16 +18,11 @@ from cryptography import x509
 from leoflow.agent.dial import DialOptions
 from leoflow.agentrpc.gen import agent_pb2 as pb
 from leoflow.agentrpc.gen import agent_pb2_grpc as pb_grpc
-from leoflow.agentrpc.server import AgentRpcServer
-from leoflow.agentrpc.service import ServiceSettings
-from leoflow.agentrpc.vault_jwks import vault_verifier
-from leoflow.executors.agents import AgentsExecutor
 from leoflow.executors.port import TryOutcome
 from leoflow.secrets.login import VaultSession
 from leoflow.secrets.pki import CertKeeper
-from leoflow.store.sqlite import SqliteStore
 from tests.vault.conftest import OpenBao
-from tests.vault.rig import VaultRig, provision, server_session, token_source, wait_until
+from tests.vault.rig import VaultRig, provision, running_rig, server_session, token_source, wait_until
 
 
 def _serial(path: Path) -> int:
@@ -46,23 +41,8 @@ def tls_rig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
     config.server.grpc_tls_cert_file = str(files.cert)
     config.server.grpc_tls_key_file = str(files.key)
     config.server.grpc_tls_client_ca_file = str(files.ca)
-    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
-    verifier = vault_verifier(config.vault)
-    assert verifier is not None
-    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
-                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
-    server.start()
-    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
-                              reap_interval=0.2)
-    rig = VaultRig(home, config, server, executor)
-    try:
+    with running_rig(home, config) as rig:
         yield rig
-    finally:
-        for a in rig.agents:
-            a.stop()
-        server.stop(grace=0.5)
-        store.close()
-        executor.queue.store.close()
 
 
 def test_agent_connects_over_mtls_with_vault_certificates_renewed_early(openbao: OpenBao, tmp_path: Path) -> None:
