@@ -32,9 +32,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.http import FakeHandler, start_server
 
 _KEY_OK = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*/?")
 _SUSPICIOUS = re.compile(r"\.(json|ya?ml|xml|txt|log|py|sh|exe|bat|php|js|html?|env|sql|db|bak|key|pem)$", re.I)
@@ -254,13 +256,8 @@ class FakeConsul:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> FakeConsul:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        if self.ssl_context is not None:
-            self._server.socket = self.ssl_context.wrap_socket(self._server.socket, server_side=True)
-        serve = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="fake-consul", daemon=True)
-        serve.start()
+        self._server, serve = start_server(self, _Handler, name="fake-consul", ssl_context=self.ssl_context,
+                                           server_class=_Server)
         self._threads.append(serve)
         if isinstance(self.clock, RealClock):
             reaper = threading.Thread(target=self._reaper_loop, name="fake-consul-reaper", daemon=True)
@@ -523,27 +520,11 @@ def _lower_keys(obj: Any) -> Any:
     return obj
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     fake: FakeConsul
-    protocol_version = "HTTP/1.1"
     server_version = "FakeConsul/1.0"
-    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for the
-    # delayed ACK on every request. Consul (Go) sets TCP_NODELAY too.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
 
     # -- plumbing ----------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _token(self, query: dict[str, str]) -> str | None:
         token = self.headers.get("X-Consul-Token")

@@ -36,10 +36,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.http import FakeHandler, start_server
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -190,13 +192,7 @@ class FakeNomad:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeNomad:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        if self.ssl_context is not None:
-            self._server.socket = self.ssl_context.wrap_socket(self._server.socket, server_side=True)
-        thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), name="fake-nomad", daemon=True)
-        thread.start()
+        self._server, thread = start_server(self, _Handler, name="fake-nomad", ssl_context=self.ssl_context)
         self._threads.append(thread)
         return self
 
@@ -777,26 +773,12 @@ def _log_files(logs: Path, task: str, kind: str) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.rsplit(".", 1)[1]))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeHandler):
     fake: FakeNomad
-    protocol_version = "HTTP/1.1"
     server_version = "FakeNomad/1.0"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
 
     def do_POST(self) -> None:
         self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     # -- plumbing -------------------------------------------------------------------------------
     def _send(self, status: int, body: Any, *, index: int | None = None, raw: bool = False) -> None:
