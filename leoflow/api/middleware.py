@@ -148,7 +148,7 @@ class AuthMiddleware:
                 continue
             if self.ctx.is_revoked(claims.jti):
                 continue
-            found = self.ctx.repos.users.get(claims.username)
+            found = self.ctx.repos.users.cached(claims.username)
             user = found.record if found is not None else None
             if user is None or not user.active:
                 continue

@@ -99,6 +99,7 @@ def test_metrics_requests_latency_store_and_auth(api: ApiHarness, client: Any) -
     store_before = _sample("leoflow_api_store_call_duration_seconds_count", {"op": "get"})
     fail_before = _sample("leoflow_api_auth_failures_total", {"reason": "missing"})
     client.simulate_get("/api/v2/dags/etl")
+    client.simulate_get("/api/v2/dagSources/etl")  # the DAG entry is mirrored; the source is read from the store
     api.anon.simulate_get("/api/v2/dags")
     assert _sample("leoflow_api_requests_total", labels) == before + 1
     assert _sample("leoflow_api_request_duration_seconds_count",
@@ -119,9 +120,10 @@ def test_unmatched_routes_do_not_explode_label_cardinality(api: ApiHarness, clie
 def test_tracing_span_per_request_and_store_call(api: ApiHarness, client: Any) -> None:
     api.seed_dag("etl")
     api.spans.clear()
-    client.simulate_get("/api/v2/dags/etl", headers={"X-Request-ID": "trace-1"})
+    # The source is read from the store (the DAG entry itself is mirrored in memory).
+    client.simulate_get("/api/v2/dagSources/etl", headers={"X-Request-ID": "trace-1"})
     spans = api.spans.get_finished_spans()
-    request = next(s for s in spans if s.name == "GET /api/v2/dags/{dag_id}")
+    request = next(s for s in spans if s.name == "GET /api/v2/dagSources/{dag_id}")
     assert request.attributes["http.response.status_code"] == 200
     assert request.attributes["leoflow.request_id"] == "trace-1"
     # (the run projection's background watch makes root store spans of its own: not this request's)

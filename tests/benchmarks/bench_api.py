@@ -15,13 +15,16 @@ What it does, per backend:
    (``/ui/grid/runs/{dag}?limit=10&order_by=-run_after``) and one run's task instances
    (``/api/v2/dags/{dag}/dagRuns/{run}/taskInstances``), DAGs and runs picked at random.
 
-Latency is measured in the client, so it includes HTTP, JSON decoding in the client and the
-client's own share of the 2 CPUs; nothing is asserted (figures only, per the project rules).
+Latency is measured in the client (keep-alive ``http.client`` connections), so it includes HTTP,
+reading the body and the client's own share of the 2 CPUs. "server CPU" is the user+system CPU
+time the gunicorn master and workers spent per request (from /proc): the cost that decides how
+latency grows with concurrency. Nothing is asserted (figures only, per the project rules).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -147,7 +150,7 @@ def fake_consul_process() -> Iterator[str]:
 
 
 @contextmanager
-def server(home: Path, store_toml: str, workers: int, threads: int) -> Iterator[str]:
+def server(home: Path, store_toml: str, workers: int, threads: int) -> Iterator[tuple[str, int]]:
     port = free_port()
     config = home / "leoflow.toml"
     config.write_text(f'home = "{home}"\n{store_toml}\n[server]\nbind = "127.0.0.1:{port}"\n'
@@ -170,7 +173,7 @@ def server(home: Path, store_toml: str, workers: int, threads: int) -> Iterator[
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start; see {home / 'server.log'}")
             time.sleep(0.2)
-        yield base
+        yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -180,22 +183,43 @@ def server(home: Path, store_toml: str, workers: int, threads: int) -> Iterator[
         log.close()
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server: the gunicorn master and its workers (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a process that just ended
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def measure(base: str, token: str, make_path: Callable[[random.Random], str], n: int, concurrency: int,
             warmup: int) -> tuple[list[float], float, int]:
+    """``n`` GETs from ``concurrency`` threads, one keep-alive ``http.client`` connection each.
+
+    ``http.client`` rather than ``requests``: the client shares the 2 CPUs with the server, and
+    requests' per-call overhead (several times http.client's) would be measured as server latency.
+    """
     local = threading.local()
     errors = [0]
+    host, port = base.removeprefix("http://").split(":")
+    headers = {"Authorization": f"Bearer {token}"}
 
     def one(i: int) -> float:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {token}"
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
         path = make_path(random.Random(i))
         start = time.perf_counter()
-        resp = session.get(base + path, timeout=30)
-        resp.content  # noqa: B018 - read the whole body inside the timing
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        resp.read()  # the whole body inside the timing
         elapsed = time.perf_counter() - start
-        if resp.status_code != 200:
+        if resp.status != 200:
             errors[0] += 1
         return elapsed
 
@@ -228,7 +252,7 @@ def run_backend(name: str, args: argparse.Namespace) -> None:
             print(f"\n== {name}: {args.dags} DAGs, {len(pairs)} finished runs + {len(range(0, args.dags, 20))} "
                   f"running, {(len(pairs) + len(range(0, args.dags, 20))) * args.tasks} task instances "
                   f"(seeded in {seeded:.1f} s)")
-            with server(home, store_toml, args.workers, args.threads) as base:
+            with server(home, store_toml, args.workers, args.threads) as (base, pid):
                 token = requests.post(base + "/auth/token", json={"username": "bench", "password": PASSWORD},
                                       timeout=30).json()["access_token"]
                 endpoints: list[tuple[str, Callable[[random.Random], str]]] = [
@@ -253,10 +277,12 @@ def run_backend(name: str, args: argparse.Namespace) -> None:
                 for label, make_path in endpoints:
                     n = args.requests if "~/~" not in label else max(20, args.requests // 20)
                     warm = args.warmup if "~/~" not in label else 2
+                    cpu0 = server_cpu_seconds(pid)
                     lat, rps, errs = measure(base, token, make_path, n, args.concurrency, warm)
+                    cpu = (server_cpu_seconds(pid) - cpu0) / (n + warm)
                     print(f"   {label:32s} p50 {pct(lat, 50) * 1e3:7.2f} ms  p95 {pct(lat, 95) * 1e3:7.2f} ms  "
                           f"p99 {pct(lat, 99) * 1e3:7.2f} ms  mean {statistics.fmean(lat) * 1e3:7.2f} ms  "
-                          f"{rps:7.1f} req/s  errors {errs}")
+                          f"{rps:7.1f} req/s  server CPU {cpu * 1e3:5.2f} ms/req  errors {errs}")
                     # One request alone (no concurrency): what a single UI call costs end to end.
                     solo, _, _ = measure(base, token, make_path, max(20, n // 10), 1, 5)
                     print(f"   {'  (1 client)':32s} p50 {pct(solo, 50) * 1e3:7.2f} ms  "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import jwt
 from leoflow.config import Config
 
 ISSUER = "leoflow"
+VERIFIED_CACHE_SIZE = 4096
 AUDIENCE = "leoflow-user"
 _ALGORITHM = "HS256"
 
@@ -52,6 +54,10 @@ class TokenService:
         self._secret = secret
         self.expiry_seconds = expiry_seconds
         self._clock = clock
+        # token -> (claims, exp, nbf) of a signature already checked: the same bytes verify the
+        # same way, so a repeat only re-checks the times (a third of a request's CPU otherwise).
+        self._verified: dict[str, tuple[Claims, float, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, username: str, role: str, *, expiry_seconds: int | None = None) -> str:
         now = int(self._clock().timestamp())
@@ -70,6 +76,9 @@ class TokenService:
 
     def verify(self, token: str) -> Claims:
         now = self._clock().timestamp()
+        hit = self._verified.get(token)
+        if hit is not None:
+            return self._check_times(*hit, now)
         try:
             # PyJWT checks exp/nbf against the wall clock; we pass our clock via leeway-free manual checks.
             payload = jwt.decode(
@@ -88,14 +97,23 @@ class TokenService:
             nbf = float(payload.get("nbf", payload["iat"]))
         except (TypeError, ValueError) as exc:
             raise TokenInvalid("malformed time claims") from exc
+        sub, role, jti = payload.get("sub"), payload.get("role", ""), payload.get("jti")
+        if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(role, str):
+            raise TokenInvalid("malformed claims")
+        claims = Claims(username=sub, role=role, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC))
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest first
+            self._verified[token] = (claims, exp, nbf)
+        return self._check_times(claims, exp, nbf, now)
+
+    @staticmethod
+    def _check_times(claims: Claims, exp: float, nbf: float, now: float) -> Claims:
         if now >= exp:
             raise TokenExpired("token expired")
         if now + 5 < nbf:
             raise TokenInvalid("token not yet valid")
-        sub, role, jti = payload.get("sub"), payload.get("role", ""), payload.get("jti")
-        if not isinstance(sub, str) or not isinstance(jti, str) or not isinstance(role, str):
-            raise TokenInvalid("malformed claims")
-        return Claims(username=sub, role=role, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC))
+        return claims
 
 
 def load_signing_key(config: Config) -> bytes:

@@ -37,6 +37,7 @@ from leoflow.store.repos.errors import (
     XComTooLarge,
 )
 from leoflow.store.repos.favorites import FavoriteRepository
+from leoflow.store.repos.follower import PrefixFollower, stop_all
 from leoflow.store.repos.pools import PoolRepository, PoolSlots, slot_usage
 from leoflow.store.repos.projection import RunProjection
 from leoflow.store.repos.query import CalendarBucket, RunQuery
@@ -88,12 +89,14 @@ class Repositories:
         ks = Keyspace(root)
         proj = RunProjection(store, ks, wait=projection_wait).start() if projection else None
         tis = TaskInstanceRepository(store, ks)
+        favorites = FavoriteRepository(store, ks)
         dags = None
-        if projection:  # the DAG list and import errors are mirrored too (repos/dag_projection.py)
+        if projection:  # the DAG list and import errors are mirrored too (repos/mirror.py)
             from leoflow.store.repos import dags as dags_module
 
-            dags = dags_module.DagRepository(store, root, projection=True, projection_wait=projection_wait)
-        return cls(
+            dags = dags_module.DagRepository(store, root, projection=True, projection_wait=projection_wait,
+                                             favorites=favorites)
+        repos = cls(
             store=store,
             keyspace=ks,
             runs=RunRepository(store, ks, tis, proj),
@@ -105,11 +108,19 @@ class Repositories:
             users=UserRepository(store, ks),
             audit=AuditRepository(store, ks),
             tokens=TokenRepository(store, ks),
-            favorites=FavoriteRepository(store, ks),
+            favorites=favorites,
             projection=proj,
             clock=clock,
             _dags=dags,
         )
+        if projection:  # what every request's authentication reads, mirrored too (ADR 0059)
+            try:
+                for mirrored in (repos.users, repos.tokens, repos.favorites):
+                    mirrored.mirror(wait=projection_wait)
+            except BaseException:
+                repos.close()
+                raise
+        return repos
 
     @property
     def dags(self) -> Any:
@@ -117,7 +128,7 @@ class Repositories:
         if self._dags is None:
             from leoflow.store.repos import dags as dags_module
 
-            self._dags = dags_module.DagRepository(self.store, self.keyspace.root)
+            self._dags = dags_module.DagRepository(self.store, self.keyspace.root, favorites=self.favorites)
         return self._dags
 
     def batch(self, fence: Fence | None = None) -> WriteBatch:
@@ -141,10 +152,13 @@ class Repositories:
         return slot_usage(pools, tis)
 
     def close(self) -> None:
-        if self.projection is not None:
-            self.projection.stop()
+        """Stop every watch thread (all asked first, so closing takes one ``projection_wait``)."""
+        followers: list[PrefixFollower] = [self.projection] if self.projection is not None else []
         if self._dags is not None:
-            self._dags.close()
+            followers += self._dags.watchers()
+        for mirrored in (self.users, self.tokens, self.favorites):
+            followers += mirrored.watchers()
+        stop_all(followers)
 
 
 def build(

@@ -20,7 +20,7 @@ Why content addressing: a revert makes a new version whose content equals an old
 shares its blobs; several DAGs of one Python file share one source blob.
 
 In the API server (``projection=True``) the DAG entries and import errors are mirrored in memory
-(``dag_projection.PrefixMirror``, fed by blocking queries, with read-your-writes for this
+(``mirror.PrefixMirror``, fed by blocking queries, with read-your-writes for this
 repository's own writes), so ``list()`` and ``import_errors()`` cost no store request and no
 decoding. Parsed DAGs are cached by content hash in every process (immutable, LRU-bounded).
 ``get()`` always reads the store: compare-and-set callers need the current index.
@@ -57,9 +57,12 @@ from leoflow.store.port import (
     TxnResult,
     ValueTooLarge,
 )
-from leoflow.store.repos import codec, favorites
-from leoflow.store.repos.dag_projection import PrefixMirror
+from leoflow.store.repos import codec
+from leoflow.store.repos.base import Keyspace
 from leoflow.store.repos.errors import Conflict, CorruptRecord, NotFound
+from leoflow.store.repos.favorites import FavoriteRepository
+from leoflow.store.repos.follower import PrefixFollower, stop_all
+from leoflow.store.repos.mirror import PrefixMirror
 
 CHUNK_BYTES = 256 * 1024
 MAX_BLOB_BYTES = 8 * 1024 * 1024
@@ -139,12 +142,14 @@ def _blob_hash(data: bytes) -> str:
 
 class DagRepository:
     def __init__(self, store: Store, root: str = "leoflow", *, projection: bool = False,
-                 projection_wait: float = 0.5) -> None:
+                 projection_wait: float = 0.5, favorites: FavoriteRepository | None = None) -> None:
         """``projection=True`` (long-lived readers: the API server) mirrors the DAG entries and
-        import errors in memory, loaded now and followed by blocking queries; call ``close()``."""
+        import errors in memory, loaded now and followed by blocking queries; call ``close()``.
+        ``favorites``: the repository whose stars ``delete`` forgets (its mirror must see that)."""
         keys.validate_key(root)
         self.store = store
         self.root = root
+        self._favorites = favorites if favorites is not None else FavoriteRepository(store, Keyspace(root))
         self._dag_cache: OrderedDict[str, DAG] = OrderedDict()
         self._dag_cache_lock = threading.Lock()
         self._entries: PrefixMirror[DagEntry] | None = None
@@ -159,11 +164,13 @@ class DagRepository:
                 self._entries.stop()
                 raise
 
+    def watchers(self) -> list[PrefixFollower]:
+        """The mirrors' watch threads, to stop before the store closes (``Repositories.close``)."""
+        return [m for m in (self._entries, self._errors) if m is not None]
+
     def close(self) -> None:
         """Stop the mirrors' watch threads (they leave the store within ``projection_wait``)."""
-        for mirror in (self._entries, self._errors):
-            if mirror is not None:
-                mirror.stop()
+        stop_all(self.watchers())
 
     @property
     def projection_generation(self) -> int:
@@ -255,6 +262,13 @@ class DagRepository:
         return [self._decode_entry(e.key, e.value, e.modify_index) for e in self.store.list(self._prefix("state"))]
 
     def get(self, dag_id: str) -> DagEntry | None:
+        """One DAG's entry: from the mirror when there is one (no store request), else the store.
+        Compare-and-set paths read the store instead (``_stored``): they must quote the current index."""
+        if self._entries is not None:
+            return self._entries.get(self.state_key(dag_id))
+        return self._stored(dag_id)
+
+    def _stored(self, dag_id: str) -> DagEntry | None:
         entry = self.store.get(self.state_key(dag_id))
         return self._decode_entry(entry.key, entry.value, entry.modify_index) if entry else None
 
@@ -265,9 +279,11 @@ class DagRepository:
 
     def version(self, dag_id: str, number: int | None = None) -> DagVersion | None:
         """A version (the latest when ``number`` is None)."""
-        if number is None:
+        if number is None or self._entries is not None:
             entry = self.get(dag_id)
-            return entry.latest if entry else None
+            if number is None or (entry is not None and entry.latest is not None
+                                  and entry.latest.version_number == number):
+                return entry.latest if entry else None  # most reads name the latest: no store request
         stored = self.store.get(self.version_key(dag_id, number))
         return codec.decode(DagVersion, stored.key, stored.value) if stored else None
 
@@ -374,7 +390,7 @@ class DagRepository:
         blob_ops: list[Set] | None = None
         for _ in range(_CAS_RETRIES):
             if current is None and not known:
-                current = self.get(dag.dag_id)
+                current = self._stored(dag.dag_id)
             known = False
             latest = current.latest if current else None
             if current is not None and latest is not None and latest.content_hash == digest:
@@ -423,7 +439,7 @@ class DagRepository:
                      fence: Fence | None = None) -> DagState:
         """Apply ``change`` to a DAG's state by compare-and-set, re-reading on conflict."""
         for _ in range(_CAS_RETRIES):
-            entry = self.get(dag_id)
+            entry = self._stored(dag_id)
             if entry is None:
                 raise NotFound(f"DAG '{dag_id}' not found")
             state = change(entry.state)
@@ -447,7 +463,7 @@ class DagRepository:
         """Mark DAGs whose file is gone as stale (their history stays); returns those changed."""
         changed = []
         for dag_id in dag_ids:
-            entry = self.get(dag_id)
+            entry = self._stored(dag_id)
             if entry is None or entry.state.is_stale:
                 continue
             self.update_state(dag_id, lambda s: replace(s, is_stale=True, last_parsed_time=now))
@@ -494,16 +510,8 @@ class DagRepository:
             for i in range(0, len(chunks), MAX_TXN_OPS - 1):
                 # No-op (not an error) if the DAG was recorded again meanwhile: its versions may use them.
                 self.store.txn([CheckNotExists(state_key), *[Delete(k) for k in chunks[i:i + MAX_TXN_OPS - 1]]])
-        self._delete_favorites(dag_id)
+        self._favorites.forget_dag(dag_id)
         return True
-
-    def _delete_favorites(self, dag_id: str) -> None:
-        """Favorites are ``<root>/favorites/<user>/<dag>`` (``repos/favorites.py``): one keys listing."""
-        prefix = keys.prefix_of(self.root, favorites.KIND)
-        suffix = "/" + _ENC(dag_id)
-        stars = [k for k in self.store.keys(prefix, separator=None)
-                 if k.endswith(suffix) and k[len(prefix):].count("/") == 1]
-        self._write_ops([Delete(k) for k in stars], what=f"favorites of DAG '{dag_id}'")
 
     # ---- import errors ------------------------------------------------------------------------
     def _decode_error(self, key: str, value: bytes, create_index: int) -> DagImportError:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from leoflow.store.port import Store
+from leoflow.store.port import Entry, Store
 from leoflow.store.repos import codec, query
 from leoflow.store.repos.base import Keyspace, Page, Versioned
 from leoflow.store.repos.errors import AlreadyExists, Conflict, NotFound
+from leoflow.store.repos.follower import PrefixFollower
+from leoflow.store.repos.mirror import PrefixMirror
 
 R = TypeVar("R")
 
@@ -29,6 +31,37 @@ class EntityRepository(Generic[R]):
     def __init__(self, store: Store, keyspace: Keyspace) -> None:
         self.store = store
         self.ks = keyspace
+        self._mirror: PrefixMirror[Versioned[R]] | None = None
+
+    def mirror(self, *, wait: float, min_interval: float = 0.05) -> PrefixMirror[Versioned[R]]:
+        """Keep every record decoded in memory (long-lived readers: the API server's auth path).
+
+        Only ``cached`` reads it; ``get`` stays a store read, so compare-and-set callers always
+        quote the current index. This process's own writes show in ``cached`` at once; another
+        process's within one watch round (``min_interval``, 50 ms by default).
+        """
+        if self._mirror is None:
+            self._mirror = PrefixMirror(self.store, self.ks.entity_prefix(self.kind), self._decode_entry,
+                                        name=self.kind, wait=wait, min_interval=min_interval).start()
+        return self._mirror
+
+    def watchers(self) -> list[PrefixFollower]:
+        """The watch threads to stop before the store closes (``Repositories.close``)."""
+        return [self._mirror] if self._mirror is not None else []
+
+    def _decode_entry(self, entry: Entry) -> Versioned[R]:
+        return Versioned(codec.decode(self.record_type, entry.key, entry.value), entry.modify_index,
+                         entry.create_index)
+
+    def cached(self, ident: str) -> Versioned[R] | None:
+        """The record from the mirror when there is one (no store request), else from the store."""
+        if self._mirror is None:
+            return self.get(ident)
+        return self._mirror.get(self._key(ident))
+
+    def _observe(self, ident: str, written: Versioned[R] | None) -> None:
+        if self._mirror is not None:
+            self._mirror.observe(self._key(ident), written.index if written is not None else 0, written)
 
     def _key(self, ident: str) -> str:
         return self.ks.entity(self.kind, ident)
@@ -38,9 +71,7 @@ class EntityRepository(Generic[R]):
 
     def get(self, ident: str) -> Versioned[R] | None:
         entry = self.store.get(self._key(ident))
-        if entry is None:
-            return None
-        return Versioned(codec.decode(self.record_type, entry.key, entry.value), entry.modify_index, entry.create_index)
+        return self._decode_entry(entry) if entry is not None else None
 
     def require(self, ident: str) -> Versioned[R]:
         found = self.get(ident)
@@ -50,10 +81,7 @@ class EntityRepository(Generic[R]):
 
     def all(self) -> list[Versioned[R]]:
         """Every record, sorted by id: one prefix list."""
-        out = [
-            Versioned(codec.decode(self.record_type, e.key, e.value), e.modify_index, e.create_index)
-            for e in self.store.list(self.ks.entity_prefix(self.kind))
-        ]
+        out = [self._decode_entry(e) for e in self.store.list(self.ks.entity_prefix(self.kind))]
         return sorted(out, key=lambda v: self._ident(v.record))
 
     def list(
@@ -82,7 +110,7 @@ class EntityRepository(Generic[R]):
         key = self._key(ident)
         if not self.store.put(key, codec.encode(record), cas=0):
             raise AlreadyExists(f"{self.noun} {ident!r} already exists")
-        return self.require(ident)
+        return self._written(ident)
 
     def update(self, old: Versioned[R], new: R) -> Versioned[R]:
         """Compare-and-set: Conflict if the record changed (or vanished) since ``old`` was read."""
@@ -91,17 +119,24 @@ class EntityRepository(Generic[R]):
             raise ValueError(f"update: {self.noun} {ident!r} is not {self._ident(old.record)!r}")
         if not self.store.put(self._key(ident), codec.encode(new), cas=old.index):
             raise Conflict(f"{self.noun} {ident!r} was changed by someone else; reload and retry")
-        return self.require(ident)
+        return self._written(ident)
 
     def upsert(self, record: R) -> Versioned[R]:
         """Create or replace unconditionally (Airflow's bulk ``overwrite`` and variable ``set``)."""
         ident = self._ident(record)
         self.store.put(self._key(ident), codec.encode(record))
-        return self.require(ident)
+        return self._written(ident)
 
     def delete(self, ident: str) -> bool:
         """False if there was nothing to delete."""
         key = self._key(ident)
         if self.store.get(key) is None:
             return False
-        return self.store.delete(key)
+        deleted = self.store.delete(key)
+        self._observe(ident, None)
+        return deleted
+
+    def _written(self, ident: str) -> Versioned[R]:
+        written = self.require(ident)
+        self._observe(ident, written)
+        return written

@@ -1,7 +1,8 @@
 """Following one store prefix from a daemon thread: what the in-process projections share.
 
-The run projection (``projection.py``) and the DAG-list mirrors (``dag_projection.py``) keep a
-decoded copy of a prefix fresh the same way: a blocking query ``wait`` seconds at a time,
+The run projection (``projection.py``) and the prefix mirrors (``mirror.py``: the DAG list, users,
+revoked tokens, favorites) keep a decoded copy of a prefix fresh the same way: a blocking query
+``wait`` seconds at a time,
 rate-limited to one round per ``min_interval``, retried with backoff when the store fails, and
 stopped promptly so the store can be closed. They differ only in how they index what a round
 returns, which each implements as ``_apply``. Local writes are merged the same way too: a
@@ -49,6 +50,10 @@ class PrefixFollower(ABC):
             self._thread = threading.Thread(target=self._loop, name=f"leoflow-{self.name}", daemon=True)
             self._thread.start()
         return self
+
+    def signal_stop(self) -> None:
+        """Ask the watch thread to end without waiting: stop many followers in one ``wait``."""
+        self._stop.set()
 
     def stop(self, timeout: float | None = None) -> None:
         """End the watch thread and wait until it has left the store (its query returns within
@@ -125,3 +130,12 @@ class PrefixFollower(ABC):
                     return False
                 self._changed.wait(left)
             return True
+
+
+def stop_all(followers: Iterable[PrefixFollower]) -> None:
+    """Ask every follower to stop, then wait for each: closing takes one ``wait``, not one per follower."""
+    followers = list(followers)
+    for follower in followers:
+        follower.signal_stop()
+    for follower in followers:
+        follower.stop()

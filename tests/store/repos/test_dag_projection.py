@@ -124,7 +124,13 @@ def test_lists_cost_no_store_request_and_parsed_dags_are_cached(store: Store) ->
         first = repo.dag("a")
         assert first is not None and first.dag_id == "a"
         counting.calls.clear()
-        assert repo.dag("a") is first  # the version's get only; the blob is not read or parsed again
+        # The latest version comes from the mirrored entry; the blob is not read or parsed again.
+        assert repo.dag("a") is first and repo.get("a") is not None
+        assert repo.version("a", 1) is not None and repo.dag("a", 1) is first
+        assert sum(counting.calls.values()) == 0
+        record(repo, make_dag("a", command="false"))  # version 2 (the mirror sees our own write)
+        counting.calls.clear()
+        assert repo.version("a", 1) is not None  # an older version is one get
         assert counting.calls == Counter({"get": 1})
     finally:
         repo.close()

@@ -1,4 +1,6 @@
-"""In-process mirrors of the DAG list (``dags/state/``) and of the import errors (``dags/errors/``).
+"""In-process mirrors of small, hot prefixes: the DAG list (``dags/state/``), the import errors
+(``dags/errors/``), and what every request's authentication reads (users, revoked tokens,
+favorites; ADR 0059).
 
 Why: the DAG list pages (``/api/v2/dags``, ``/ui/dags``) read every DAG entry on every request.
 Listing and decoding 1,000 entries costs tens of milliseconds per request (more on Consul, and
