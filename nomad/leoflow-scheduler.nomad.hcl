@@ -141,6 +141,10 @@ ca_file = "/secrets/nomad-ca.pem"
 {{ with secret "secret/data/leoflow/nomad" }}{{ if .Data.data.token }}token = {{ .Data.data.token | toJSON }}{{ end }}{{ end }}
 
 [vault]
+# The task's own Vault token (the vault block above keeps it fresh): the executor reads the secrets
+# a task declares, to mask their values in the task's log.
+addr = {{ env "VAULT_ADDR" | toJSON }}
+token_file = "/secrets/vault_token"
 kv_mount = {{ keyOrDefault "leoflow/config/vault/kv_mount" "secret" | toJSON }}
 connections_path = {{ keyOrDefault "leoflow/config/vault/connections_path" "leoflow/connections" | toJSON }}
 variables_path = {{ keyOrDefault "leoflow/config/vault/variables_path" "leoflow/variables" | toJSON }}

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from leoflow.config import Config
@@ -84,13 +84,59 @@ class TaskSecrets:
         """The try's full env: its own (minus any smuggled ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*``) plus
         the declared secrets; remembers the masker."""
         secret_env, masker = self.resolve(request)
-        with self._lock:
-            self._maskers[request.key] = masker
-            self._maskers.move_to_end(request.key)
-            while len(self._maskers) > self._cache_size:
-                self._maskers.popitem(last=False)
+        self._remember(request.key, masker)
         base = {k: v for k, v in request.env.items() if not k.startswith(SECRET_ENV_PREFIXES)}
         return {**base, **secret_env}
+
+    def _remember(self, key: TryKey, masker: Masker) -> None:
+        with self._lock:
+            self._maskers[key] = masker
+            self._maskers.move_to_end(key)
+            while len(self._maskers) > self._cache_size:
+                self._maskers.popitem(last=False)
+
+    def cached(self, key: TryKey) -> Masker | None:
+        """The try's masker if it was already resolved; never a Vault call (for the executor's own notes)."""
+        with self._lock:
+            return self._maskers.get(key)
+
+    def declared_masker(self, key: TryKey, connections: Sequence[str],
+                        variables: Sequence[str]) -> tuple[Masker, list[str]]:
+        """The masker for a try that got its secrets elsewhere (Nomad's Vault template, adr/0097).
+
+        Same lookup as delivery (Vault first, the store as fallback, only what is declared), but a
+        declared id found nowhere is not an error here: the task is already running, so its lines
+        must still be copied, and a value found nowhere cannot be masked by waiting. It is named in
+        the second item instead. Raises SecretsUnavailable when Vault cannot answer (the caller
+        holds the lines back and asks again).
+        """
+        found = self.cached(key)
+        if found is not None:
+            return found, []
+        masker = Masker()
+        missing: list[str] = []
+        for conn_id in connections:
+            try:
+                conn = self.backend.connection(conn_id)
+            except SecretMissing as exc:  # an id that cannot name a secret
+                missing.append(str(exc))
+                continue
+            if conn is None:
+                missing.append(self.backend.missing_message("connection", conn_id))
+            else:
+                masker.add(*conn.secrets)
+        for var_key in variables:
+            try:
+                var = self.backend.variable(var_key)
+            except SecretMissing as exc:
+                missing.append(str(exc))
+                continue
+            if var is None:
+                missing.append(self.backend.missing_message("variable", var_key))
+            else:
+                masker.add(*var.secrets)
+        self._remember(key, masker)
+        return masker, missing
 
     def masker(self, key: TryKey, request: Callable[[], TryRequest | None]) -> Masker:
         with self._lock:
@@ -106,8 +152,7 @@ class TaskSecrets:
             except (SecretMissing, SecretsUnavailable) as exc:
                 # Cannot rebuild the mask set: better to hold the lines back than to store a secret.
                 raise SecretsUnavailable(f"cannot mask the log of {key.task_id}: {exc}") from exc
-        with self._lock:
-            self._maskers[key] = masker
+        self._remember(key, masker)
         return masker
 
     def mask(self, key: TryKey, text: str, request: Callable[[], TryRequest | None]) -> str:

@@ -163,9 +163,27 @@ def with_vault(ctx: Any, kind: str, stored: list[Versioned[Any]]) -> list[Versio
     return [v for v in stored if id_of(v.record) not in shown] + list(shown.values())
 
 
+def held_message(ctx: Any, kind: str, ident: str) -> str:
+    backend = backend_for(ctx)
+    where = backend.vault.where(kind, ident) if backend is not None and backend.vault is not None else "Vault"
+    return f"{kind} `{ident}` is managed in Vault ({where}) and is read-only here; change it there"
+
+
 def refuse_if_in_vault(ctx: Any, kind: str, ident: str) -> None:
     """A store write to an id Vault holds would be shadowed and silently do nothing: 409 instead."""
     if held(ctx, kind, ident) is not None:
-        backend = backend_for(ctx)
-        where = backend.vault.where(kind, ident) if backend is not None and backend.vault is not None else "Vault"
-        raise problem.conflict(f"{kind} `{ident}` is managed in Vault ({where}); change it there")
+        raise problem.conflict(held_message(ctx, kind, ident))
+
+
+def held_ids(ctx: Any, kind: str, idents: list[str]) -> set[str]:
+    """Which of ``idents`` Vault holds, for a bulk request: one listing, then a read of only the ids
+    it names (a listed path whose latest version is deleted is not held). Vault failing is a 503
+    for the whole request: writing without knowing could hide a value behind Vault's."""
+    backend = backend_for(ctx) if kind in KINDS else None
+    if backend is None or backend.vault is None or not idents:
+        return set()
+    try:
+        listed = set(backend.vault.list_ids(kind))
+    except SecretsUnavailable as exc:
+        raise _unavailable(exc) from exc
+    return {ident for ident in set(idents) & listed if held(ctx, kind, ident) is not None}

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS = {"leoflow-server": ROOT / "nomad" / "leoflow-server.nomad.hcl",
         "leoflow-scheduler": ROOT / "nomad" / "leoflow-scheduler.nomad.hcl"}
 _KEY = re.compile(r'\{\{\s*keyOrDefault\s+"([^"]+)"\s+"([^"]*)"\s*(\|\s*toJSON\s*)?\}\}')
-_ENV = re.compile(r'\{\{\s*env\s+"([^"]+)"\s*\}\}')
+_ENV = re.compile(r'\{\{\s*env\s+"([^"]+)"\s*(\|\s*toJSON\s*)?\}\}')
 
 
 def _unquote(value: Any) -> Any:
@@ -74,17 +74,23 @@ SAMPLE_SECRETS = {
 
 
 def render(text: str, kv: dict[str, str] | None = None,
-           secrets: dict[str, dict[str, Any]] | None = None) -> str:
-    """consul-template for the forms our templates use: keyOrDefault (+toJSON), env, then the Vault
-    forms (with secret / if / .Data.data | toJSON) through the fake Nomad's renderer."""
+           secrets: dict[str, dict[str, Any]] | None = None, env: dict[str, str] | None = None) -> str:
+    """consul-template for the forms our templates use: keyOrDefault (+toJSON), env (+toJSON), then
+    the Vault forms (with secret / if / .Data.data | toJSON) through the fake Nomad's renderer."""
     kv = kv or {}
+    env = {"VAULT_ADDR": "https://vault.example:8200", **(env or {})}
+
+    def env_var(m: re.Match[str]) -> str:
+        name = m.group(1)
+        value = "4646" if name.startswith("NOMAD_PORT") else env.get(name, "x")
+        return json.dumps(value) if m.group(2) else value
 
     def key(m: re.Match[str]) -> str:
         value = kv.get(m.group(1), m.group(2))
         return json.dumps(value) if m.group(3) else value
 
     text = _KEY.sub(key, text)
-    text = _ENV.sub(lambda m: "4646" if m.group(1).startswith("NOMAD_PORT") else "x", text)
+    text = _ENV.sub(env_var, text)
     text = render_template(text, SAMPLE_SECRETS if secrets is None else secrets)
     assert "{{" not in text, f"a template form the test renderer does not know: {text}"
     return text
@@ -186,7 +192,9 @@ def test_a_scheduler_started_on_the_rendered_config_reloads_it_on_sighup(tmp_pat
     with FakeConsul(session_ttl_min=0.05) as consul, FakeNomad(heartbeat=0.3) as nomad:
         kv = {"leoflow/config/store/consul_addr": consul.addr, "leoflow/config/nomad/addr": nomad.addr,
               "leoflow/config/home": str(tmp_path / "home"), "leoflow/config/nomad/namespace": "default"}
-        path = _write(tmp_path / "leoflow.toml", render(text, kv).replace('ca_file = "/secrets/nomad-ca.pem"', ""))
+        # No Vault in this test: Nomad sets VAULT_ADDR only for a task with a vault block and a Vault.
+        path = _write(tmp_path / "leoflow.toml", render(text, kv, env={"VAULT_ADDR": ""})
+                      .replace('ca_file = "/secrets/nomad-ca.pem"', ""))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LEOFLOW_", "NOMAD_", "CONSUL_"))}
         env["LEOFLOW_SCHEDULER__METRICS_BIND"] = "127.0.0.1:0"  # the template's port env is not set here
         proc = subprocess.Popen([sys.executable, "-m", "leoflow.cli.main", "scheduler", "--config", str(path)],
@@ -195,7 +203,7 @@ def test_a_scheduler_started_on_the_rendered_config_reloads_it_on_sighup(tmp_pat
         try:
             _read_until(proc, lines, "scheduler started")
             _write(path, render(text, {**kv, "leoflow/config/scheduler/parallelism": "7",
-                                       "leoflow/config/logging/level": "DEBUG"})
+                                       "leoflow/config/logging/level": "DEBUG"}, env={"VAULT_ADDR": ""})
                    .replace('ca_file = "/secrets/nomad-ca.pem"', ""))
             proc.send_signal(signal.SIGHUP)
             _read_until(proc, lines, "config reloaded")

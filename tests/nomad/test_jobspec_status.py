@@ -10,9 +10,13 @@ import pytest
 
 from leoflow.domain.dag import Resources
 from leoflow.executors.nomad.jobspec import (
+    META_CONNECTIONS,
+    META_VARIABLES,
     JobSettings,
     JobSpecError,
     build_job,
+    declared_from_job,
+    declared_from_meta,
     job_id_for,
     register_body,
     secrets_template,
@@ -111,6 +115,24 @@ def test_secrets_come_from_vault_templates_never_the_plain_env() -> None:
     assert text == secrets_template(req, JobSettings(kv_mount="kv", connections_path="lf/conns/",
                                                      variables_path="lf/vars"))
     assert "Role" not in build_job(req, JobSettings())["TaskGroups"][0]["Tasks"][0]["Vault"]
+
+
+def test_declared_ids_travel_in_meta_and_are_read_back_also_from_older_jobs() -> None:
+    """An executor adopting a job after a failover masks what the job declares (adr/0097): the ids
+    are in the meta; a job registered before they were put there is read from its template."""
+    req = _req(connections=("warehouse_db", "s3.logs"), variables=("api-key",))
+    job = build_job(req, JobSettings(kv_mount="kv", connections_path="lf/conns/", variables_path="lf/vars"))
+    assert (job["Meta"][META_CONNECTIONS], job["Meta"][META_VARIABLES]) == ("warehouse_db,s3.logs", "api-key")
+    declared = (("warehouse_db", "s3.logs"), ("api-key",))
+    assert declared_from_meta(job["Meta"]) == declared
+    older = {**job, "Meta": {k: v for k, v in job["Meta"].items() if k not in (META_CONNECTIONS, META_VARIABLES)}}
+    assert declared_from_meta(older["Meta"]) is None
+    assert declared_from_job(older) == declared
+    plain = build_job(_req(), JobSettings())
+    assert (plain["Meta"][META_CONNECTIONS], plain["Meta"][META_VARIABLES]) == ("", "")
+    assert declared_from_meta(plain["Meta"]) == ((), ())
+    assert declared_from_job(None) == ((), ())
+    assert "Templates" not in plain["TaskGroups"][0]["Tasks"][0]
 
 
 def _alloc(client: str, desired: str = "run", events: list[dict[str, Any]] | None = None, failed: bool = False,

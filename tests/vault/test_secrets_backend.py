@@ -70,6 +70,16 @@ def test_masker_hides_raw_encoded_and_uri_forms_but_not_short_values() -> None:
     assert Masker().mask("nothing to hide") == "nothing to hide"
 
 
+def test_masker_hides_json_escaped_forms_as_python_and_go_write_them() -> None:
+    """A Nomad task gets a fields connection as Airflow's JSON form, encoded by Go (``&`` -> ``\\u0026``)."""
+    secret = "p&ss<é>\"x"
+    masker = Masker([secret])
+    go_form = 'p\\u0026ss\\u003cé\\u003e\\"x'
+    for text in (json.dumps({"password": secret}), json.dumps({"password": secret}, ensure_ascii=False),
+                 '{"password":"' + go_form + '"}'):
+        assert masker.mask(text).replace(" ", "") == '{"password":"***"}', text
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> SqliteStore:
     s = SqliteStore(tmp_path / "s.db")

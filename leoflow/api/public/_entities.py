@@ -6,7 +6,9 @@ existing (create) or missing (update/delete) record reports one error for the wh
 writes none of that action's entities; ``skip`` leaves those out; ``overwrite`` replaces. Each
 action's outcome is ``{"success": [ids], "errors": [{"error", "status_code"}]}``. An entity too
 large for the store is that action's error (413 naming ``body.actions.N.entities.M.<field>``);
-entities written before it stay, and are listed under ``success``.
+entities written before it stay, and are listed under ``success``. An id Vault holds (connections
+and variables, issue 8) is read-only here: each one is its action's own 409 error naming the id
+and nothing is written for it; the action's other entities then follow the rules above (adr/0098).
 
 ``Resource`` adds the HTTP side that connections and variables share word for word (list, create,
 bulk, get, patch, delete, with Airflow's messages and eventLog names derived from the noun), so
@@ -66,9 +68,15 @@ def write_update(ctx: Any, adapter: Adapter[R], ident: str, body: Any, fields: s
 def bulk(ctx: Any, adapter: Adapter[R], body: BaseModel, audit: Callable[[str, str], None]) -> dict[str, Any]:
     repo = adapter.repo(ctx)
     out: dict[str, Any] = {"create": None, "update": None, "delete": None}
-    for i, action in enumerate(body.actions):  # type: ignore[attr-defined]
+    actions = list(body.actions)  # type: ignore[attr-defined]
+    in_vault = vault_view.held_ids(ctx, adapter.noun, [i for a in actions for i in _ids(adapter, a.entities)])
+    for i, action in enumerate(actions):
         result = out[action.action] or {"success": [], "errors": []}
         out[action.action] = result
+        if in_vault:
+            action = _without_vault_held(ctx, adapter, action, in_vault, result)
+            if not action.entities:
+                continue
         try:
             if action.action == "create":
                 _bulk_create(ctx, adapter, repo, action, result, audit, f"body.actions.{i}")
@@ -79,6 +87,18 @@ def bulk(ctx: Any, adapter: Adapter[R], body: BaseModel, audit: Callable[[str, s
         except falcon.HTTPError as exc:
             result["errors"].append({"error": exc.description or exc.title, "status_code": exc.status_code})
     return out
+
+
+def _without_vault_held(ctx: Any, adapter: Adapter[Any], action: Any, in_vault: set[str],
+                        result: dict[str, Any]) -> Any:
+    """The action minus the ids Vault holds, each reported in its ``errors`` (409, as a single write)."""
+    keep = []
+    for entity, ident in zip(action.entities, _ids(adapter, action.entities), strict=True):
+        if ident in in_vault:
+            result["errors"].append({"error": vault_view.held_message(ctx, adapter.noun, ident), "status_code": 409})
+        else:
+            keep.append(entity)
+    return action.model_copy(update={"entities": keep}) if len(keep) != len(action.entities) else action
 
 
 def _too_large(entity: BaseModel, where: str) -> problem.Problem:
@@ -195,6 +215,7 @@ class Collection(Generic[R]):
         a = self.r.adapter
         body = _bodies.parse(req, self.r.body)
         ident = a.id_of_body(body)
+        vault_view.refuse_if_in_vault(self.ctx, a.noun, ident)
         try:
             created = a.repo(self.ctx).create(a.create(body))
         except AlreadyExists:

@@ -17,6 +17,11 @@ Life of a try (adr/0080-0084):
 
 No request is made per running try: timeouts (``execution_timeout``) and the placement wait are
 local timers; the only per-try calls are register, the XCom read and the purge.
+
+Secrets: the task gets its declared connections/variables from Nomad's Vault template (adr/0082);
+the executor resolves the same ids (Vault first, the store as fallback) only to mask their values
+in the lines it copies. The ids travel in the job's meta, so an executor that adopts the job after
+a failover masks exactly what the first one did (adr/0097).
 """
 
 from __future__ import annotations
@@ -35,9 +40,12 @@ from leoflow.executors.nomad.client import NomadClient, NomadError, Settings
 from leoflow.executors.nomad.feed import AllocationFeed
 from leoflow.executors.nomad.jobspec import (
     XCOM_FS_PATH,
+    Declared,
     JobSettings,
     JobSpecError,
     build_job,
+    declared_from_job,
+    declared_from_meta,
     job_id_for,
     job_prefix_of,
     register_body,
@@ -48,6 +56,9 @@ from leoflow.executors.nomad.metrics import NomadMetrics
 from leoflow.executors.nomad.status import Verdict, placement_reason, verdict
 from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.logs.store import LogStore
+from leoflow.secrets.delivery import TaskSecrets, task_secrets
+from leoflow.secrets.masking import Masker
+from leoflow.secrets.vault import VaultError
 
 log = logging.getLogger("leoflow.executors.nomad")
 
@@ -75,6 +86,8 @@ class _Try:
     finishing: bool = False
     orphan: bool = False
     copier: LogCopier | None = None
+    connections: tuple[str, ...] = ()  # declared ids only: what the log is masked for
+    variables: tuple[str, ...] = ()
 
 
 class NomadExecutor:
@@ -82,9 +95,11 @@ class NomadExecutor:
 
     def __init__(self, client: NomadClient, logs: LogStore, jobs: JobSettings, *, placement_timeout: float = 300.0,
                  log_drain_timeout: float = 10.0, read_timeout: float = 45.0, resync_interval: float = 60.0,
-                 metrics: NomadMetrics | None = None,
+                 metrics: NomadMetrics | None = None, secrets: TaskSecrets | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
+        # None: no masking (only tests that declare no secrets build it so; from_config always sets it).
+        self.secrets = secrets
         self.logs = logs
         self.jobs = jobs
         self.prefix = job_prefix_of(jobs.job_prefix)
@@ -108,7 +123,8 @@ class NomadExecutor:
 
     @classmethod
     def from_config(cls, cfg: Config, store: Any = None) -> NomadExecutor:
-        """The scheduler's factory entry (``leoflow/cli/scheduler.py``); ``store`` is not needed."""
+        """The scheduler's factory entry (``leoflow/cli/scheduler.py``); ``store`` is the fallback the
+        secrets masking reads connections/variables from (after Vault, as delivery does)."""
         n, v = cfg.nomad, cfg.vault
         meta = {}
         for pair in filter(None, (p.strip() for p in n.meta.split(","))):
@@ -124,9 +140,15 @@ class NomadExecutor:
             vault_role=n.vault_role, kv_mount=v.kv_mount, connections_path=v.connections_path,
             variables_path=v.variables_path,
         )
+        secrets = None
+        if store is not None:
+            try:
+                secrets = task_secrets(cfg, store)
+            except VaultError as exc:
+                raise NomadError(f"the Nomad executor cannot set up Vault to mask task logs: {exc}") from exc
         client = NomadClient(Settings.from_config(n))
         return cls(client, LogStore(cfg.home_path / "logs"), jobs, placement_timeout=n.placement_timeout,
-                   log_drain_timeout=n.log_drain_timeout, resync_interval=n.resync_interval)
+                   log_drain_timeout=n.log_drain_timeout, resync_interval=n.resync_interval, secrets=secrets)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> NomadExecutor:
@@ -172,7 +194,9 @@ class NomadExecutor:
             if key is None or job_id in self._tries:
                 continue
             timeout = (meta or {}).get("leoflow_timeout")
-            t = _Try(key, job_id, now, timeout=float(timeout) if timeout else None)
+            conns, variables = self._declared(job_id, meta)
+            t = _Try(key, job_id, now, timeout=float(timeout) if timeout else None, connections=conns,
+                     variables=variables)
             if job.get("Stop") and job.get("Status") != "dead":
                 t.stop_reason = "cancelled"
             self._tries[job_id] = t
@@ -182,6 +206,14 @@ class NomadExecutor:
                 self._on_alloc(alloc)
         # A job with no allocation at all (never placed) gets a full placement wait from now.
         return index
+
+    def _declared(self, job_id: str, meta: Mapping[str, str] | None) -> Declared:
+        """The declared ids of a job found in Nomad (adopted): its meta, or for a job registered
+        before they were recorded there, the paths its secrets template reads (one job read)."""
+        found = declared_from_meta(meta)
+        if found is not None:
+            return found
+        return declared_from_job(self.client.job(job_id))
 
     # -- the port -----------------------------------------------------------------------------
     def submit(self, request: TryRequest) -> None:
@@ -198,7 +230,8 @@ class NomadExecutor:
         except JobSpecError as exc:
             self._reject(key, job_id, str(exc))
             return
-        t = _Try(key, job_id, self._clock(), timeout=request.timeout_seconds, memory_mb=request.resources.memory)
+        t = _Try(key, job_id, self._clock(), timeout=request.timeout_seconds, memory_mb=request.resources.memory,
+                 connections=tuple(request.connections), variables=tuple(request.variables))
         with self._lock:
             self._tries[job_id] = t  # before registering: the feed may report the alloc at once
         try:
@@ -278,14 +311,19 @@ class NomadExecutor:
         for job in jobs:
             job_id = str(job.get("ID", ""))
             present.add(job_id)
-            key = try_key_from_meta(job.get("Meta") or (self.client.job(job_id) or {}).get("Meta"))
+            meta = job.get("Meta") or (self.client.job(job_id) or {}).get("Meta")
+            key = try_key_from_meta(meta)
             if key is None or key in live:
                 continue
+            with self._lock:
+                known = job_id in self._tries
+            declared = ((), ()) if known else self._declared(job_id, meta)
             with self._lock:
                 t = self._tries.get(job_id)
                 untracked = t is None
                 if t is None:
-                    t = self._tries[job_id] = _Try(key, job_id, self._clock())
+                    t = self._tries[job_id] = _Try(key, job_id, self._clock(), connections=declared[0],
+                                                   variables=declared[1])
                 t.orphan = True
                 if t.stop_reason is None:
                     t.stop_reason = "cancelled: no live try owns this job (reconciled on election)"
@@ -327,7 +365,7 @@ class NomadExecutor:
             client = alloc.get("ClientStatus")
             if t.copier is None and (client == "running" or client in ("complete", "failed")):
                 t.copier = LogCopier(self.client, self.logs, t.key, alloc_id, stop=self._stop,
-                                     on_lines=self.metrics.log_lines.inc).start()
+                                     on_lines=self.metrics.log_lines.inc, masker=self._masker_source(t)).start()
             if v.outcome is TryOutcome.STARTED and not t.started:
                 t.started = True
                 if t.timeout:
@@ -355,6 +393,28 @@ class NomadExecutor:
         self._pool.submit(self._finish, t, Verdict(TryOutcome.FAILED, None,
                                                    "the Nomad job was stopped outside Leoflow before it was placed"))
 
+    # -- masking ------------------------------------------------------------------------------
+    def _masker_source(self, t: _Try) -> Callable[[], Masker] | None:
+        """What the log copier calls for the try's mask set; None when there is nothing to mask."""
+        secrets = self.secrets
+        if secrets is None or not (t.connections or t.variables):
+            return None
+
+        def build() -> Masker:
+            masker, missing = secrets.declared_masker(t.key, t.connections, t.variables)
+            if missing:
+                self.logs.append(t.key, [note_record(f"{text}; its value cannot be masked in this log", "warning")
+                                         for text in missing])
+            return masker
+
+        return build
+
+    def _masked(self, t: _Try, text: str) -> str:
+        """The executor's own lines (outcome reasons come from Nomad) through the try's mask set,
+        when it is known; never waits for Vault."""
+        masker = self.secrets.cached(t.key) if self.secrets is not None else None
+        return masker.mask(text) if masker is not None else text
+
     # -- ending a try -------------------------------------------------------------------------
     def _finish(self, t: _Try, v: Verdict) -> None:
         try:
@@ -374,7 +434,7 @@ class NomadExecutor:
             assert outcome is not None
             text = f"try ended: {outcome.value}" + (f" ({reason})" if reason else "")
             level = "info" if outcome is TryOutcome.SUCCESS else "error"
-            self.logs.append(t.key, [note_record(text, level)])
+            self.logs.append(t.key, [note_record(self._masked(t, text), level)])
             if t.orphan:
                 self._purge(t.job_id)
                 return
@@ -397,7 +457,9 @@ class NomadExecutor:
                     return
                 log.warning("purging a Nomad job failed; retrying", extra={"job": job_id, "error": str(exc)})
         with self._lock:
-            self._tries.pop(job_id, None)
+            t = self._tries.pop(job_id, None)
+        if t is not None and self.secrets is not None:
+            self.secrets.forget(t.key)
 
     def _emit(self, event: TryEvent) -> None:
         with self._cond:

@@ -29,6 +29,11 @@ XCOM_FILE = "xcom_return.json"
 XCOM_FS_PATH = f"alloc/{XCOM_FILE}"
 DRIVERS = ("docker", "exec", "raw_exec")
 META_KEYS = ("leoflow_dag_id", "leoflow_run_id", "leoflow_task_id", "leoflow_map_index", "leoflow_try_number")
+# The ids (never values) of what the task declares, so an executor that adopts the job after a
+# failover masks the same secrets in its log (adr/0097). Always present, empty when nothing is declared.
+META_CONNECTIONS = "leoflow_connections"
+META_VARIABLES = "leoflow_variables"
+_TEMPLATE_SECRET = re.compile(r'^AIRFLOW_(CONN|VAR)_[A-Z0-9_]*=\{\{ with secret "([^"]+)" \}\}', re.MULTILINE)
 _SAFE = re.compile(r"[^a-z0-9]+")
 _ENV_NAME = re.compile(r"[^A-Z0-9_]")
 MAX_JOB_ID = 96
@@ -101,6 +106,39 @@ def try_key_from_meta(meta: Mapping[str, str] | None) -> TryKey | None:
                       int(meta["leoflow_map_index"]), int(meta["leoflow_try_number"]))
     except ValueError:
         return None
+
+
+Declared = tuple[tuple[str, ...], tuple[str, ...]]  # (connection ids, variable keys)
+
+
+def _split_ids(text: str) -> tuple[str, ...]:
+    return tuple(part for part in (p.strip() for p in text.split(",")) if part)
+
+
+def declared_from_meta(meta: Mapping[str, str] | None) -> Declared | None:
+    """The declared connections and variables a job's meta names; None for a job built before
+    they were recorded there (the caller then reads them from the job's template)."""
+    if not meta or META_CONNECTIONS not in meta or META_VARIABLES not in meta:
+        return None
+    return _split_ids(meta[META_CONNECTIONS] or ""), _split_ids(meta[META_VARIABLES] or "")
+
+
+def declared_from_job(job: Mapping[str, Any] | None) -> Declared:
+    """What a job declares: from its meta, else from the paths its secrets template reads."""
+    if not job:
+        return (), ()
+    found = declared_from_meta(job.get("Meta"))
+    if found is not None:
+        return found
+    conns: list[str] = []
+    variables: list[str] = []
+    for group in job.get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            for tmpl in task.get("Templates") or []:
+                for kind, path in _TEMPLATE_SECRET.findall(str(tmpl.get("EmbeddedTmpl") or "")):
+                    ident = path.rsplit("/", 1)[-1]
+                    (conns if kind == "CONN" else variables).append(ident)
+    return tuple(conns), tuple(variables)
 
 
 def env_name(kind: str, ident: str) -> str:
@@ -196,7 +234,8 @@ def build_job(request: TryRequest, s: JobSettings) -> dict[str, Any]:
         "EphemeralDisk": {"SizeMB": disk},
         "Tasks": [task],
     }
-    meta = {**s.meta, **try_meta(key), "leoflow_queue": request.queue}
+    meta = {**s.meta, **try_meta(key), "leoflow_queue": request.queue,
+            META_CONNECTIONS: ",".join(request.connections), META_VARIABLES: ",".join(request.variables)}
     if request.timeout_seconds:
         meta["leoflow_timeout"] = f"{request.timeout_seconds:g}"
     job: dict[str, Any] = {

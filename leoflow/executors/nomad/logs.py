@@ -10,6 +10,10 @@ reads Nomad tries exactly like agent tries.
 A scheduler that takes over a running try copies its logs again from the start; the lines the
 previous leader already wrote for that stream are skipped (counted in the LogStore), so a
 failover does not duplicate them.
+
+Every line is masked for the try's declared secrets before it is written (adr/0097). When the mask
+set cannot be built (Vault unreachable), the lines are held back, not written unmasked: the
+follower waits and asks again, and Nomad keeps the bytes meanwhile.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from leoflow.executors.nomad.client import NomadClient, NomadError
 from leoflow.executors.nomad.jobspec import TASK
 from leoflow.executors.port import TryKey
 from leoflow.logs.store import LogStore
+from leoflow.secrets.masking import Masker
 
 log = logging.getLogger("leoflow.executors.nomad")
 
 STREAMS = ("stdout", "stderr")
+_NOTHING_TO_MASK = Masker()
 _MAX_LINE = 64 * 1024
 
 
@@ -49,13 +55,20 @@ class LogCopier:
     """Two follower threads (stdout, stderr) for one allocation; ``wait`` until both ended."""
 
     def __init__(self, client: NomadClient, store: LogStore, key: TryKey, alloc_id: str, *,
-                 stop: threading.Event, on_lines: Callable[[int], None] | None = None) -> None:
+                 stop: threading.Event, on_lines: Callable[[int], None] | None = None,
+                 masker: Callable[[], Masker] | None = None) -> None:
         self.client = client
         self.store = store
         self.key = key
         self.alloc_id = alloc_id
         self._stop = stop
         self._on_lines = on_lines
+        # None: the try declares no secrets. Otherwise called before each write; when it raises
+        # (SecretsUnavailable: Vault cannot answer) the lines wait.
+        self._masker_source = masker
+        self._masker: Masker | None = None
+        self._masker_lock = threading.Lock()
+        self._held_noted = False
         self._threads = [threading.Thread(target=self._follow, args=(kind,), name=f"nomad-logs-{kind}", daemon=True)
                          for kind in STREAMS]
         self.errors: list[str] = []
@@ -107,13 +120,46 @@ class LogCopier:
         if pending:
             self._write(kind, [pending], skip)
 
+    def _mask_set(self) -> Masker | None:
+        """The try's masker, waiting (bounded by ``stop``) while it cannot be built; None on stop."""
+        if self._masker_source is None:
+            return _NOTHING_TO_MASK
+        delay = 0.2
+        while True:
+            with self._masker_lock:
+                if self._masker is not None:
+                    return self._masker
+                try:
+                    self._masker = self._masker_source()
+                    return self._masker
+                except Exception as failure:  # Vault unavailable (SecretsUnavailable), the store failing
+                    exc = failure
+                    first = not self._held_noted
+                    self._held_noted = True
+            if first:
+                # Names ids and Vault's error only, never a value.
+                log.warning("task log lines held back: cannot read the task's secrets to mask them",
+                            extra={"alloc": self.alloc_id, "task_id": self.key.task_id, "error": str(exc)})
+                self.store.append(self.key, [note_record(
+                    f"log lines held back until the task's declared secrets can be read to mask them: {exc}",
+                    "warning")])
+            if self._stop.wait(delay):
+                return None
+            delay = min(delay * 2, 5.0)
+
     def _write(self, kind: str, lines: list[bytes], skip: int) -> int:
-        records = []
+        texts = []
         for raw in lines:
             if skip > 0:
                 skip -= 1
                 continue
-            records.append(line_record(kind, raw.decode("utf-8", "replace").rstrip("\r")))
+            texts.append(raw.decode("utf-8", "replace").rstrip("\r"))
+        if not texts:
+            return skip
+        masker = self._mask_set()
+        if masker is None:
+            return skip  # stopping: unwritten lines are copied by whoever takes over
+        records = [line_record(kind, masker.mask(text)) for text in texts]
         if records:
             self.store.append(self.key, records)
             if self._on_lines is not None:
