@@ -207,3 +207,29 @@ def test_new_leader_stops_a_nomad_job_that_no_live_try_owns(stack: Stack) -> Non
     leader, _ = stack.service("leader")
     stack.wait("leader elected", lambda: leader.elector.is_leader, timeout=10)
     stack.wait("orphan stopped", lambda: (stack.nomad.job(orphan) or {"Stop": True})["Stop"], timeout=20)
+
+
+def test_a_task_declaring_secrets_without_vault_fails_visibly_and_is_never_registered(stack: Stack) -> None:
+    """Through the real scheduler: the refusal is a task failure (it spends the user's retries, with
+    retry_delay, like the agents path's undeliverable secret) recorded with its reason on each try
+    and in each try's log; Nomad never sees a job (adr/0099)."""
+    dag = DAG("nomad_secretless", {
+        "needs_db": stack.task("needs_db", "print('must not run')", connections=("warehouse",), retries=1,
+                               retry_delay=timedelta(seconds=0)),
+    }, is_paused_upon_creation=False)
+    stack.service("one")
+    run = stack.publish_and_trigger(dag)
+    assert stack.wait_run(run).state is DagRunState.FAILED
+    ti = stack.tis(run)["needs_db"]
+    assert ti.state is S.FAILED and ti.try_number == 2
+    tries = stack.repos.task_instances.tries(TIKey(run.dag_id, run.run_id, "needs_db"))
+    assert [t.try_number for t in tries] == [1, 2]
+    for t in tries:
+        assert t.state is S.FAILED
+        assert "connection 'warehouse'" in (t.reason or "") and "Vault is not configured for the scheduler" in (
+            t.reason or ""), t.reason
+        key = TryKey(run.dag_id, run.run_id, "needs_db", -1, t.try_number)
+        lines = [line["event"] for line in stack.logs.read(key).lines]
+        assert any(ln.startswith("cannot run on Nomad: the task declares connection 'warehouse'") for ln in lines)
+    assert stack.nomad.registrations == 0 and stack.nomad.submitted == []
+    assert stack.executions() == {}

@@ -3,7 +3,6 @@ events disabled, ACLs, the API-call budget per try, and failover adoption."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -206,36 +205,53 @@ def test_submit_latency_is_recorded(rig: NomadRig) -> None:
     rig.terminal(ex, key)
 
 
-def test_declared_secrets_reach_the_task_through_vault_templates_only(tmp_path: Path) -> None:
-    """Chain of custody: Vault KV -> Nomad template -> task env; never the job spec or the logs."""
-    password = 'p@ss:/?#"word'
-    secrets = {
-        "secret/data/leoflow/connections/warehouse": {"data": {"conn_uri": f"postgres://u:{password}@db/x"}},
-        "secret/data/leoflow/connections/api": {"data": {"conn_type": "http", "host": "api.example", "password":
-                                                         password}},
-        "secret/data/leoflow/variables/token": {"data": {"value": f"multi\nline {password}"}},
-    }
+def test_declared_secrets_without_vault_for_the_scheduler_fail_the_try_without_a_job(tmp_path: Path) -> None:
+    """Nomad tasks get secrets only from Vault. A scheduler with no Vault (no ``secrets``, or
+    ``from_config`` with a store but no ``[vault]`` login) cannot check or deliver them: the try
+    fails at submit, no job is registered, even though this Nomad could render the template.
+    (Vault-held secrets reaching the task: tests/vault/test_nomad_secret_checks.py, real OpenBao.)"""
+    from leoflow.domain.records import Connection
+    from leoflow.store.repos.base import Keyspace
+    from leoflow.store.repos.connections import ConnectionRepository
+    from leoflow.store.sqlite import SqliteStore
+
+    secrets = {"secret/data/leoflow/connections/warehouse": {"data": {"conn_uri": "postgres://u:pw-123456@db/x"}}}
     with FakeNomad(vault_secrets=secrets, heartbeat=0.3) as fake:
         rig = NomadRig(fake.addr, "", LogStore(tmp_path / "logs"), fake)
-        ex = rig.executor(vault_role="leoflow-task")
+        bare = rig.executor()  # secrets=None
+        cfg = Config(home=str(tmp_path / "home"))
+        cfg.nomad.addr = fake.addr
+        store = SqliteStore(tmp_path / "store.db", session_ttl_min=1.0)
+        ConnectionRepository(store, Keyspace(cfg.store.prefix)).create(
+            Connection("warehouse", "postgres", host="db", password="pw-123456"))
+        configured = NomadExecutor.from_config(cfg, store)
         try:
-            key = new_key()
-            code = ("import os,json;e=os.environ;"
-                    "json.dump({'w': e['AIRFLOW_CONN_WAREHOUSE'], 'a': json.loads(e['AIRFLOW_CONN_API']),"
-                    "'t': e['AIRFLOW_VAR_TOKEN']}, open(e['LEOFLOW_XCOM_RETURN'],'w'))")
-            ex.submit(request(key, py(code), connections=("warehouse", "api"), variables=("token",)))
-            end = rig.terminal(ex, key)
-            assert end.outcome is TryOutcome.SUCCESS, end.reason
-            got = json.loads(end.xcom_return or "")
-            assert got == {"w": f"postgres://u:{password}@db/x",
-                           "a": {"conn_type": "http", "host": "api.example", "password": password},
-                           "t": f"multi\nline {password}"}
-            (job,) = fake.submitted
-            assert password not in json.dumps(job), "no secret value in the job spec"
-            assert job["TaskGroups"][0]["Tasks"][0]["Vault"] == {"Role": "leoflow-task", "ChangeMode": "noop"}
-            assert password not in rig.logs.path(key).read_text()
+            assert configured.secrets is not None and configured.secrets.backend.vault is None
+            for ex, detail in ((bare, "no secrets backend"),
+                               (configured, "no [vault] login, or [vault] secrets_enabled = false")):
+                key = new_key()
+                ex.submit(request(key, py("print('must not run')"), connections=("warehouse",),
+                                  variables=("token",)))
+                end = rig.terminal(ex, key, timeout=5.0)
+                assert end.outcome is TryOutcome.FAILED
+                assert end.reason == (
+                    "the task declares connection 'warehouse', variable 'token', but Vault is not configured for "
+                    f"the scheduler ({detail}), and Nomad tasks receive secrets only from Vault: configure [vault] "
+                    "for the scheduler (addr and a login, secrets_enabled = true) or run the task on an agent queue")
+                lines = [line["event"] for line in ex.logs.read(key).lines]
+                assert f"cannot run on Nomad: {end.reason}" in lines
+                assert ex.metrics.sample("leoflow_nomad_submits_total", {"result": "secrets_refused"}) == 1
+            assert fake.registrations == 0 and fake.submitted == []
+            # A task that declares nothing still runs on the same executors.
+            for ex in (bare, configured):
+                key = new_key()
+                ex.submit(request(key, sh("true")))
+                assert rig.terminal(ex, key).outcome is TryOutcome.SUCCESS
+            assert fake.registrations == 2
         finally:
-            ex.close()
+            bare.close()
+            configured.close()
+            store.close()
 
 
 def test_tls_is_verified_with_the_configured_ca_and_client_certificate(tmp_path: Path) -> None:

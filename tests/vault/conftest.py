@@ -29,6 +29,7 @@ from leoflow.secrets import bootstrap
 from leoflow.secrets.vault import make_client
 
 if TYPE_CHECKING:
+    from tests.vault.nomad_rig import NomadVault
     from tests.vault.rig import VaultRig
 
 STARTUP_TIMEOUT = 15.0
@@ -133,4 +134,13 @@ def vrig(openbao: OpenBao, tmp_path: Path) -> Iterator[VaultRig]:
                             secret_id_file=login.secret_id_file)
     config.scheduler.agent_heartbeat_timeout = 3.0
     with running_rig(home, config) as rig:
+        yield rig
+
+
+@pytest.fixture
+def nv(openbao: OpenBao, tmp_path: Path) -> Iterator[NomadVault]:
+    """The fake Nomad rendering templates from OpenBao; Vault holds ``nm_db`` and ``nm_token``."""
+    from tests.vault.nomad_rig import nomad_vault
+
+    with nomad_vault(openbao, tmp_path) as rig:
         yield rig

@@ -11,37 +11,23 @@ from the job in Nomad, and must mask the lines it copies all the same.
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-import hvac
-import pytest
-
-from leoflow.config import Config
-from leoflow.domain.dag import Resources
 from leoflow.domain.records import Connection
-from leoflow.executors.nomad import JobSettings, NomadClient, NomadExecutor, Settings
-from leoflow.executors.nomad.jobspec import META_CONNECTIONS, META_VARIABLES, job_id_for
-from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
-from leoflow.logs.store import LogStore
+from leoflow.executors.nomad import JobSettings, NomadClient, Settings, build_job
+from leoflow.executors.nomad.jobspec import META_CONNECTIONS, META_VARIABLES, job_id_for, register_body
+from leoflow.executors.port import TryOutcome
 from leoflow.secrets.backend import SecretsBackend, VaultKv
 from leoflow.secrets.delivery import TaskSecrets
-from leoflow.secrets.vault import VaultUnavailable
+from leoflow.secrets.vault import make_client
 from leoflow.store.repos.base import Keyspace
 from leoflow.store.repos.connections import ConnectionRepository
 from leoflow.store.repos.variables import VariableRepository
-from leoflow.store.sqlite import SqliteStore
-from tests.fakes.nomad import FakeNomad
 from tests.vault.conftest import OpenBao
-from tests.vault.rig import server_login, wait_until
+from tests.vault.nomad_rig import NASTY, TOKEN_VALUE, NomadVault, closed_port, new_key, py_request
+from tests.vault.rig import wait_until
 
-NASTY = "nm-p@ss:w/rd?#&=% +é"
-TOKEN_VALUE = "nm-tok-3f9a-very-secret"
 STORE_PASSWORD = "store-only-pw-77"
 
 # Prints its secrets before and after a gate file appears (the failover happens in between).
@@ -74,91 +60,6 @@ print("echo:", os.environ["ECHO"], flush=True)
 """
 
 
-class VaultReads(dict):  # type: ignore[type-arg]
-    """The fake Nomad's template source: reads the real OpenBao by API path (``secret/data/...``)."""
-
-    def __init__(self, client: hvac.Client) -> None:
-        super().__init__()
-        self._client = client
-
-    def get(self, path: str, default: Any = None) -> Any:
-        answer = self._client.read(path)
-        return answer["data"] if answer else default
-
-
-@dataclass
-class NomadVault:
-    home: Path
-    config: Config
-    fake: FakeNomad
-    store: SqliteStore
-    executors: list[NomadExecutor] = field(default_factory=list)
-    seen: dict[int, list[TryEvent]] = field(default_factory=dict)
-
-    @property
-    def logs(self) -> LogStore:
-        return LogStore(self.home / "logs")
-
-    def executor(self, secrets: TaskSecrets | None = None) -> NomadExecutor:
-        """What the scheduler builds (``make_executor`` -> ``from_config``), one per leader; or one
-        with the given secrets resolver."""
-        if secrets is None:
-            ex = NomadExecutor.from_config(self.config, self.store)
-        else:
-            ex = NomadExecutor(NomadClient(Settings(addr=self.fake.addr, blocking_wait=2.0)), self.logs, JobSettings(),
-                               log_drain_timeout=5.0, read_timeout=5.0, secrets=secrets)
-        self.executors.append(ex)
-        return ex
-
-    def events(self, ex: NomadExecutor, key: TryKey, outcome: TryOutcome, timeout: float = 30.0) -> TryEvent:
-        got = self.seen.setdefault(id(ex), [])
-        deadline = time.monotonic() + timeout
-        while True:
-            for event in got:
-                if event.key == key and event.outcome is outcome:
-                    return event
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {outcome} for {key.task_id}; saw {[(e.key.task_id, e.outcome) for e in got]}")
-            got.extend(ex.events(0.2))
-
-    def lines(self, key: TryKey) -> list[str]:
-        return [line.record["event"] for line in self.logs.iter_lines(key)]
-
-
-@pytest.fixture
-def nv(openbao: OpenBao, tmp_path: Path) -> Iterator[NomadVault]:
-    s = openbao.settings
-    root = openbao.root()
-    root.secrets.kv.v2.create_or_update_secret(f"{s.connections_path}/nm_db", {
-        "conn_type": "postgres", "host": "db.internal", "login": "etl", "password": NASTY, "port": 5432},
-        mount_point=s.kv_mount)
-    root.secrets.kv.v2.create_or_update_secret(f"{s.variables_path}/nm_token", {"value": TOKEN_VALUE},
-                                               mount_point=s.kv_mount)
-    home = tmp_path / "home"
-    login = server_login(openbao, tmp_path / "creds")
-    config = openbao.config(home, role_id_file=login.role_id_file, secret_id_file=login.secret_id_file)
-    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
-    with FakeNomad(heartbeat=0.3, vault_secrets=VaultReads(root)) as fake:
-        n = config.nomad
-        n.addr, n.blocking_wait, n.log_drain_timeout, n.placement_timeout = fake.addr, 2.0, 5.0, 30.0
-        rig = NomadVault(home, config, fake, store)
-        try:
-            yield rig
-        finally:
-            for ex in rig.executors:
-                ex.close()
-            store.close()
-
-
-def _key(task: str) -> TryKey:
-    return TryKey("nomad_secrets", f"manual__{time.time_ns()}", task, -1, 1)
-
-
-def _request(key: TryKey, code: str, **kw: Any) -> TryRequest:
-    return TryRequest(key, (sys.executable, "-c", code), driver="raw_exec", resources=Resources(cpu=100, memory=64),
-                      **kw)
-
-
 def _assert_clean(text: str) -> None:
     for secret in (NASTY, quote(NASTY, safe=""), json.dumps(NASTY)[1:-1], "p@ss:w/rd?#\\u0026", TOKEN_VALUE):
         assert secret not in text, "a secret value reached the task log"
@@ -167,10 +68,10 @@ def _assert_clean(text: str) -> None:
 def test_nomad_task_log_is_masked_also_after_a_failover_adopts_the_try(nv: NomadVault, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     first = nv.executor()
-    key = _key("uses_secrets")
-    bystander = _key("declares_nothing")
-    first.submit(_request(key, TASK, connections=("nm_db",), variables=("nm_token",), env={"GATE": str(gate)}))
-    first.submit(_request(bystander, BYSTANDER, env={"ECHO": TOKEN_VALUE}))
+    key = new_key("uses_secrets")
+    bystander = new_key("declares_nothing")
+    first.submit(py_request(key, TASK, connections=("nm_db",), variables=("nm_token",), env={"GATE": str(gate)}))
+    first.submit(py_request(bystander, BYSTANDER, env={"ECHO": TOKEN_VALUE}))
     nv.events(first, key, TryOutcome.STARTED)
     wait_until(lambda: any(ln.startswith("before: conn is") for ln in nv.lines(key)), 15,
                "the first leader's copy of the task's lines")
@@ -216,32 +117,44 @@ def test_nomad_task_log_is_masked_also_after_a_failover_adopts_the_try(nv: Nomad
 
 def test_lines_wait_while_vault_is_unreachable_and_are_written_masked_after(nv: NomadVault, openbao: OpenBao,
                                                                             tmp_path: Path) -> None:
-    """Vault down for the executor: nothing unmasked is stored; once it answers, the lines follow masked.
-    A declared id found nowhere is named in the log; the store fallback masks a store-held password."""
+    """Vault down for the executor while an adopted try runs: nothing unmasked is stored; once it
+    answers, the lines follow masked. The job was registered before submit checked secrets
+    (adr/0099), as an older leader did: a declared id found nowhere is named in the log, and the
+    store fallback masks a store-held password."""
     root = openbao.root()
-    down = ["http://127.0.0.1:9"]  # nothing listens there: connection refused, a real outage
-
-    def client() -> hvac.Client:
-        if down:
-            raise VaultUnavailable(f"cannot reach Vault at {down[0]}")
-        return root
-
+    # Nothing listens there: connection refused, a real outage. The token is never sent anywhere.
+    dead = make_client(f"http://127.0.0.1:{closed_port()}", token="unused", timeout=2.0)
+    source = [dead]
     s = openbao.settings
-    kv = VaultKv(client, mount=s.kv_mount, connections_path=s.connections_path, variables_path=s.variables_path)
+    kv = VaultKv(lambda: source[0], mount=s.kv_mount, connections_path=s.connections_path,
+                 variables_path=s.variables_path)
     ks = Keyspace(nv.config.store.prefix)
     conns = ConnectionRepository(nv.store, ks)
     conns.create(Connection("nm_store_db", "postgres", host="h", login="u", password=STORE_PASSWORD))
     secrets = TaskSecrets(SecretsBackend(conns, VariableRepository(nv.store, ks), kv))
-    ex = nv.executor(secrets)
-    key = _key("waits_for_vault")
-    code = ("import os;print('token is', os.environ['AIRFLOW_VAR_NM_TOKEN'], flush=True);"
+    key = new_key("waits_for_vault")
+    gate = tmp_path / "gate"
+    code = ("import os,pathlib,time;g=pathlib.Path(os.environ['GATE']);d=time.monotonic()+30\n"
+            "while not g.exists() and time.monotonic()<d: time.sleep(0.05)\n"
+            "print('token is', os.environ['AIRFLOW_VAR_NM_TOKEN'], flush=True)\n"
             f"print('store pw is {STORE_PASSWORD}', flush=True)")
-    ex.submit(_request(key, code, connections=("nm_store_db", "nm_gone"), variables=("nm_token",)))
+    request = py_request(key, code, connections=("nm_store_db", "nm_gone"), variables=("nm_token",),
+                         env={"GATE": str(gate)})
+    older = NomadClient(Settings(addr=nv.fake.addr))
+    try:
+        created, _ = older.register(register_body(build_job(request, JobSettings())))
+    finally:
+        older.close()
+    assert created
+    ex = nv.executor(secrets)
+    ex.start()  # adopts the job, as a new leader does
+    assert job_id_for(key) in ex.tracked()
+    gate.write_text("go")
     wait_until(lambda: any("held back" in ln for ln in nv.lines(key)), 15, "the held-back note")
     held = nv.lines(key)
     assert not any(ln.startswith(("token is", "store pw is")) for ln in held)  # nothing written unmasked
     _assert_clean("\n".join(held))
-    down.clear()  # Vault is back
+    source[0] = root  # Vault is back
     event = nv.events(ex, key, TryOutcome.SUCCESS)
     assert event.exit_code == 0
     wait_until(lambda: "token is ***" in nv.lines(key), 10, "the masked lines")

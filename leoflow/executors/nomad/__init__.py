@@ -2,7 +2,8 @@
 
 Modules: ``jobspec`` (pure job JSON), ``status`` (pure allocation -> outcome), ``client`` (the
 python-nomad transport), ``feed`` (event stream / blocking queries), ``logs`` (log copy),
-``executor`` (the port implementation).
+``preflight`` (can Nomad's Vault template deliver what a try declares), ``executor`` (the port
+implementation).
 """
 
 from leoflow.executors.nomad.client import NomadClient, NomadError, Settings

@@ -18,10 +18,13 @@ Life of a try (adr/0080-0084):
 No request is made per running try: timeouts (``execution_timeout``) and the placement wait are
 local timers; the only per-try calls are register, the XCom read and the purge.
 
-Secrets: the task gets its declared connections/variables from Nomad's Vault template (adr/0082);
-the executor resolves the same ids (Vault first, the store as fallback) only to mask their values
-in the lines it copies. The ids travel in the job's meta, so an executor that adopts the job after
-a failover masks exactly what the first one did (adr/0097).
+Secrets: the task gets its declared connections/variables from Nomad's Vault template (adr/0082).
+Before registering, ``submit`` checks that Vault holds every declared id (the delivery's lookup:
+Vault first, the store as fallback); one held only in the store, or nowhere, or any declared id
+when the scheduler has no Vault, fails the try without a job, naming it; Vault unreachable holds
+the try queued for the agents path's grace, then fails it (adr/0099). The same lookup masks the
+values in the lines the executor copies. The ids travel in the job's meta, so an executor that
+adopts the job after a failover masks exactly what the first one did (adr/0097).
 """
 
 from __future__ import annotations
@@ -53,14 +56,20 @@ from leoflow.executors.nomad.jobspec import (
 )
 from leoflow.executors.nomad.logs import LogCopier, note_record
 from leoflow.executors.nomad.metrics import NomadMetrics
+from leoflow.executors.nomad.preflight import undeliverable
 from leoflow.executors.nomad.status import Verdict, placement_reason, verdict
 from leoflow.executors.port import TryEvent, TryKey, TryOutcome, TryRequest
 from leoflow.logs.store import LogStore
+from leoflow.secrets.backend import SecretsUnavailable
 from leoflow.secrets.delivery import TaskSecrets, task_secrets
 from leoflow.secrets.masking import Masker
 from leoflow.secrets.vault import VaultError
 
 log = logging.getLogger("leoflow.executors.nomad")
+
+# Seconds after Vault failed to answer the secrets check during which other submits are held
+# with the same error without asking again (one Vault timeout per interval, not one per try).
+VAULT_PROBE_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,10 @@ class NomadExecutor:
         self._cond = threading.Condition(self._lock)
         self._tries: dict[str, _Try] = {}
         self._requested: set[TryKey] = set()
+        self._refused: set[TryKey] = set()  # failed in submit, no job registered: never submitted again
+        # (until when, error): Vault last failed to answer the secrets check; submits meanwhile hold
+        # their try with that error instead of waiting on Vault's timeout each.
+        self._vault_outage: tuple[float, str] | None = None
         self._events: list[TryEvent] = []
         self._unacked: list[str] = []  # job ids whose terminal event was handed out, not yet acknowledged
         self._stop = threading.Event()
@@ -223,12 +236,14 @@ class NomadExecutor:
         job_id = job_id_for(key, self.jobs.job_prefix)
         with self._lock:
             self._requested.add(key)
-            if job_id in self._tries:
-                return  # submitted (or adopted) by this process already
+            if job_id in self._tries or key in self._refused:
+                return  # submitted (or adopted, or failed before registering) by this process already
         try:
             job = build_job(request, self.jobs)
         except JobSpecError as exc:
             self._reject(key, job_id, str(exc))
+            return
+        if not self._secrets_deliverable(request, job_id):
             return
         t = _Try(key, job_id, self._clock(), timeout=request.timeout_seconds, memory_mb=request.resources.memory,
                  connections=tuple(request.connections), variables=tuple(request.variables))
@@ -255,11 +270,58 @@ class NomadExecutor:
             for alloc in self._job_allocations(job_id):
                 self._on_alloc(alloc)
 
+    def _secrets_deliverable(self, request: TryRequest, job_id: str) -> bool:
+        """Whether Nomad's Vault template can give the try every secret it declares (adr/0099).
+
+        No: the try fails now, before any job exists, with the reason (``_reject``). Vault cannot
+        answer: the try is held back as the agents path holds it (``TaskSecrets.waited`` and
+        ``unavailable_grace``, shared with delivery): ``submit`` raises, the scheduler keeps the try
+        queued and submits again with backoff without spending a try; past the grace it fails.
+        """
+        key = request.key
+        try:
+            with self._lock:
+                outage = self._vault_outage
+            if outage is not None and (request.connections or request.variables) and self._clock() < outage[0]:
+                # Vault just failed to answer: do not stall the scheduler's loop on one Vault
+                # timeout per try; hold this one with the same error until the next probe.
+                raise SecretsUnavailable(outage[1])
+            reason = undeliverable(self.secrets, request.connections, request.variables)
+        except SecretsUnavailable as exc:
+            assert self.secrets is not None  # undeliverable asks Vault only through it
+            with self._lock:
+                if outage is None or self._clock() >= outage[0]:
+                    self._vault_outage = (self._clock() + VAULT_PROBE_INTERVAL, str(exc))
+            waited = self.secrets.waited(key)
+            if waited >= self.secrets.unavailable_grace:
+                self.secrets.settled(key)
+                reason = f"declared secrets could not be checked in Vault for {waited:.0f}s: {exc}"
+                self._reject(key, job_id, reason, refused="secrets_refused")
+                return False
+            self.metrics.submits.labels(result="secrets_pending").inc()
+            if waited == 0:
+                note = (f"waiting for Vault to check the declared secrets (up to {self.secrets.unavailable_grace:g}s); "
+                        f"no job is registered meanwhile: {exc}")
+                self.logs.append(key, [note_record(note, "warning")])
+            raise SecretsUnavailable(f"the try waits for Vault ({waited:.0f}s of "
+                                     f"{self.secrets.unavailable_grace:g}s): {exc}") from exc
+        if self.secrets is not None and (request.connections or request.variables):
+            self.secrets.settled(key)
+            with self._lock:
+                self._vault_outage = None  # Vault answered
+        if reason is None:
+            return True
+        self._reject(key, job_id, reason, refused="secrets_refused")
+        return False
+
     def _job_allocations(self, job_id: str) -> list[Mapping[str, Any]]:
         return self.client.job_allocations(job_id)
 
-    def _reject(self, key: TryKey, job_id: str, reason: str) -> None:
-        self.metrics.submits.labels(result="rejected").inc()
+    def _reject(self, key: TryKey, job_id: str, reason: str, refused: str = "rejected") -> None:
+        """The try fails without a job; a later submit of the same try is a no-op (one terminal event)."""
+        with self._lock:
+            self._refused.add(key)
+        self.metrics.submits.labels(result=refused).inc()
         self.logs.append(key, [note_record(f"cannot run on Nomad: {reason}", "error")])
         self._emit(TryEvent(key, TryOutcome.FAILED, datetime.now(UTC), reason=reason, executor_ref=job_id))
         self.metrics.finished.labels(outcome="failed").inc()

@@ -14,7 +14,9 @@ class NomadMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.submits = Counter("leoflow_nomad_submits", "Tries submitted as Nomad jobs, by result "
-                               "(created, existing: an idempotent resubmit, rejected: the job spec was refused).",
+                               "(created, existing: an idempotent resubmit, rejected: the job spec was refused, "
+                               "secrets_refused: a declared secret Nomad cannot deliver failed the try, "
+                               "secrets_pending: held back while Vault cannot answer).",
                                ["result"], registry=r)
         self.submit_seconds = Histogram("leoflow_nomad_submit_seconds",
                                         "From submit() to the job registered in Nomad.", buckets=_BUCKETS, registry=r)
