@@ -23,6 +23,7 @@ from leoflow.store.port import InvalidKey
 SEPARATOR = "/"
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 _PLAIN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_ALL_PLAIN = re.compile(r"[A-Za-z0-9_\-]+")
 _ESCAPE = re.compile(r"\.([0-9A-F]{2})")
 _ENCODED = re.compile(r"(?:[A-Za-z0-9_\-]|\.[0-9A-F]{2})+")
 # Suffixes that some Consul builds refuse as "suspicious extensions" (validateKVKey). Only raw
@@ -40,6 +41,8 @@ def encode_id(value: str) -> str:
         raise InvalidKey(f"id must be a string, got {type(value).__name__}")
     if value == "":
         raise InvalidKey("id must not be empty")
+    if _ALL_PLAIN.fullmatch(value):  # most ids: nothing to escape, and no per-byte loop on hot read paths
+        return value
     out: list[str] = []
     for byte in value.encode("utf-8"):
         out.append(chr(byte) if byte in _PLAIN else f".{byte:02X}")

@@ -223,6 +223,7 @@ class SqliteStore:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
+        self._next_reap_check = float("-inf")
         self.session_ttl_min = session_ttl_min
         self.ttl_multiplier = ttl_multiplier
         self._busy_timeout = busy_timeout
@@ -360,9 +361,16 @@ class SqliteStore:
             w.conn.execute("UPDATE meta SET floor = max(floor, ?) WHERE id = 1", (top,))
 
     def _reap_if_due(self) -> None:
+        """Reap expired sessions (any process may own them) before a read; looked at most every
+        50 ms of this store's clock (less with a shorter minimum TTL), so a burst of reads costs one
+        query, not one each; the watch loop still notices an expiry at once."""
+        now = self._clock()
+        if now < self._next_reap_check:
+            return
+        self._next_reap_check = now + min(0.05, self.session_ttl_min / 10)
         with self._use() as conn:
             row = conn.execute("SELECT min(expires_at) FROM sessions").fetchone()
-        if row[0] is not None and row[0] <= self._clock():
+        if row[0] is not None and row[0] <= now:
             self._write(lambda w: None)
 
     # -- KV ----------------------------------------------------------------------------------

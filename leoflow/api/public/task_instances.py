@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import falcon
 
@@ -33,8 +32,10 @@ from leoflow.store.repos.query import RunQuery
 TI_STATES = [s.value for s in TaskInstanceState] + ["awaiting_input"]
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One TI with its run. A tuple, not a frozen dataclass: a window's listing builds 1,200 of
+    these per poll, and a frozen dataclass's ``__init__`` costs several times a tuple's."""
+
     ti: TaskInstance
     run: Versioned[DagRun]
 
@@ -89,7 +90,8 @@ def _ti_predicates(req: falcon.Request) -> list[Callable[[Row], bool]]:
     if dto.query_str(req, "task_group_id") is not None:
         preds.append(lambda r: False)  # no task groups in Leoflow
     states = _query.enum_list(req, "state", TI_STATES, nulls=("none", "no_status"))
-    preds += _query.any_of(states, lambda r: None if r.ti.state is None else str(r.ti.state))
+    # TaskInstanceState is a StrEnum: it hashes and compares as its value, so no str() per row.
+    preds += _query.any_of(states, lambda r: r.ti.state)
     preds += _query.any_of(dto.query_list(req, "pool"), lambda r: r.ti.pool)
     preds += _query.patterns(req, "pool_name", lambda r: r.ti.pool)
     preds += _query.any_of(dto.query_list(req, "queue"), lambda r: r.ti.queue)
@@ -104,6 +106,16 @@ def _ti_predicates(req: falcon.Request) -> list[Callable[[Row], bool]]:
     return preds
 
 
+def _all_of(preds: list[Callable[[Any], bool]]) -> Callable[[Any], bool] | None:
+    """One predicate for the TI filters (None: keep all): a window holds 1,200 rows per poll, and
+    a generator over a list of predicates per row cost more than the filtering itself."""
+    if not preds:
+        return None
+    if len(preds) == 1:
+        return preds[0]
+    return lambda r: all(p(r) for p in preds)
+
+
 def _ints(req: falcon.Request, name: str) -> list[int]:
     out = []
     for raw in dto.query_list(req, name):
@@ -114,12 +126,34 @@ def _ints(req: falcon.Request, name: str) -> list[int]:
     return out
 
 
-def rows_for_runs(ctx: Any, runs: Iterable[Versioned[DagRun]]) -> list[Row]:
+class _RowCache:
+    """The rows of a run, kept while both the run record and its TI list are the very same objects
+    (the projection and the TI repository's ``SnapshotCache`` hand out the same objects until
+    something changes): a poll of a day's window then builds no rows at all. Bounded; a race
+    between threads only rebuilds a list."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._rows: dict[tuple[str, str], tuple[Versioned[DagRun], list[Versioned[TaskInstance]], list[Row]]] = {}
+
+    def rows(self, run: Versioned[DagRun], tis: list[Versioned[TaskInstance]]) -> list[Row]:
+        key = (run.record.dag_id, run.record.run_id)
+        hit = self._rows.get(key)
+        if hit is not None and hit[0] is run and hit[1] is tis:
+            return hit[2]
+        rows = [Row(v.record, run) for v in tis]
+        if len(self._rows) >= self.size:
+            self._rows.clear()
+        self._rows[key] = (run, tis, rows)
+        return rows
+
+
+def rows_for_runs(ctx: Any, runs: Iterable[Versioned[DagRun]], cache: _RowCache | None = None) -> list[Row]:
     out: list[Row] = []
     repo = ctx.repos.task_instances
     for run in runs:
-        for v in repo.list_for_run(run.record.dag_id, run.record.run_id):
-            out.append(Row(v.record, run))
+        tis = repo.list_for_run(run.record.dag_id, run.record.run_id)
+        out.extend(cache.rows(run, tis) if cache is not None else [Row(v.record, run) for v in tis])
     return out
 
 
@@ -154,7 +188,7 @@ CURSOR_COUNT_LIMIT = 250
 
 def _cursor_by_runs(
     ctx: Any, req: falcon.Request, runs: list[Versioned[DagRun]], ti_preds: list[Callable[[Row], bool]],
-    orders: list[dto.Order],
+    orders: list[dto.Order], cache: _RowCache | None = None,
 ) -> dict[str, Any]:
     """A cursor page over the TIs of many runs, reading runs in result order and stopping early.
 
@@ -165,8 +199,10 @@ def _cursor_by_runs(
     """
     first = orders[0]
     run_key = RUN_LEVEL_KEYS[first.field]
-    ordered_runs = dto.sort_rows(runs, [dto.Order("k", first.descending), dto.Order("c", first.descending)],
-                                 {"k": run_key, "c": lambda v: v.create_index})
+    by = [dto.Order("k", first.descending)]
+    if first.field != "id":  # "id" is the creation order itself
+        by.append(dto.Order("c", first.descending))
+    ordered_runs = dto.sort_rows(runs, by, {"k": run_key, "c": lambda v: v.create_index})
     page = dto.page(req)
     raw = req.get_param("cursor") or ""
     start = 0
@@ -183,7 +219,7 @@ def _cursor_by_runs(
         while i < len(ordered_runs) and run_key(ordered_runs[i]) == value:
             group.append(ordered_runs[i])
             i += 1
-        batch = [r for r in rows_for_runs(ctx, group) if all(p(r) for p in ti_preds)]
+        batch = [r for r in rows_for_runs(ctx, group, cache) if all(p(r) for p in ti_preds)]
         rows.extend(dto.sort_rows(batch, orders, SORTING.keys))
         if len(rows) >= needed and i < len(ordered_runs):
             exhausted = False
@@ -204,19 +240,24 @@ class TaskInstanceCollection:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
+        self.rows = _RowCache()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str) -> None:
         runs = _runs_in_scope(self.ctx, dag_id, dag_run_id, req)
         run_preds = _run_predicates(req)
         ti_preds = _ti_predicates(req)
-        runs = [r for r in runs if all(p(r) for p in run_preds)]
+        keep_run = _all_of(run_preds)
+        if keep_run is not None:
+            runs = [r for r in runs if keep_run(r)]
         orders = SORTING.orders(dto.query_list(req, "order_by"))
         if dto.is_cursor_mode(req) and len(runs) > 1 and orders[0].field in RUN_LEVEL_KEYS:
-            resp.media = _cursor_by_runs(self.ctx, req, runs, ti_preds, orders)
+            resp.media = _cursor_by_runs(self.ctx, req, runs, ti_preds, orders, self.rows)
             return
+        keep = _all_of(ti_preds)
+        rows = rows_for_runs(self.ctx, runs, self.rows)
         resp.media = _query.listing(
-            req, rows_for_runs(self.ctx, runs), ti_preds, SORTING, "task_instances", _shape(Versions(self.ctx)),
-            cursor_allowed=True,
+            req, rows if keep is None else [r for r in rows if keep(r)], (), SORTING, "task_instances",
+            _shape(Versions(self.ctx)), cursor_allowed=True,
         )
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str) -> None:
@@ -557,6 +598,7 @@ class TaskInstanceBatchList:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
+        self.rows = _RowCache()
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str) -> None:
         if not dto.is_wildcard(dag_id):
@@ -588,8 +630,8 @@ class TaskInstanceBatchList:
             if values:
                 preds += _query.any_of(values, lambda r, n=name: getattr(r.ti, n))
         resp.media = _query.listing(
-            req, rows_for_runs(self.ctx, runs), preds, SORTING, "task_instances", _shape(Versions(self.ctx)),
-            order_by=[body.order_by] if body.order_by else [],
+            req, rows_for_runs(self.ctx, runs, self.rows), preds, SORTING, "task_instances",
+            _shape(Versions(self.ctx)), order_by=[body.order_by] if body.order_by else [],
             limit=min(body.page_limit or dto.DEFAULT_LIMIT, dto._max_limit(req)), offset=body.page_offset,
         )
 

@@ -26,7 +26,6 @@ from leoflow.api.context import AppContext
 from leoflow.api.public import _runs
 from leoflow.api.ui import _common
 from leoflow.domain.records import TaskInstance
-from leoflow.store.repos.task_instances import snapshot_from_entries
 
 NDJSON = "application/x-ndjson"
 
@@ -187,14 +186,14 @@ class TiSummaries:
 
     def _line(self, dag_id: str, run: Any, latest_number: int | None) -> str | None:
         tis = self.ctx.repos.task_instances
-        prefix = tis.ks.ti_run_prefix(dag_id, run.run_id)
+        prefix = tis.run_prefix(dag_id, run.run_id)
         entries = tis.store.list(prefix)
         version = run.dag_version_number or latest_number or 0
         stamp = (version, len(entries), max((e.modify_index for e in entries), default=0))
         hit, line = self.lines.get((dag_id, run.run_id), stamp)
         if hit:
             return line
-        snap = snapshot_from_entries(dag_id, run.run_id, prefix, entries)
+        snap = tis.cache.snapshot(dag_id, run.run_id, prefix, entries)
         dag = _runs.dag_at(self.ctx, dag_id, version) if version else None
         order = _common.task_order(dag) if dag is not None else []
         doc = summarize(dag_id, run.run_id, order, [v.record for v in snap.current])
@@ -207,7 +206,7 @@ class TiSummaries:
         latest_number = _common.latest_number(entry)
         chunks: list[str] = []
         for run_id in dict.fromkeys(dto.query_list(req, "run_ids")):
-            found = self.ctx.repos.runs.get(dag_id, run_id)
+            found = self.ctx.repos.runs.peek(dag_id, run_id)
             if found is None:
                 continue
             line = self._line(dag_id, found.record, latest_number)

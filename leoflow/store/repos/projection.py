@@ -23,8 +23,10 @@ visible after at most one watch round-trip plus ``min_interval``; ``wait_for(ind
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
 from leoflow.domain.records import DagRun
 from leoflow.store.port import Entry, Store, StoreError
@@ -42,6 +44,8 @@ class RunProjection(PrefixFollower):
         self._by_key: dict[str, Versioned[DagRun]] = {}
         self._by_dag: dict[str, dict[str, Versioned[DagRun]]] = {}
         self._sorted: dict[str, tuple[int, list[Versioned[DagRun]]]] = {}  # keyed by ``generation``
+        # Per DAG: its runs sorted by (run_after, create_index) and their run_afters, for bisecting.
+        self._by_run_after: dict[str, tuple[int, list[Versioned[DagRun]], list[datetime]]] = {}
 
     def _apply(self, index: int, entries: Iterable[Entry]) -> None:
         old = self._by_key
@@ -125,6 +129,42 @@ class RunProjection(PrefixFollower):
         ordered = query.sort_runs(list(self._by_key.values()), order_by)
         self._sorted[order_by] = (generation, ordered)
         return ordered
+
+    def get(self, key: str) -> Versioned[DagRun] | None:
+        """One run as the projection holds it (no store request; not for CAS: use the store)."""
+        return self._by_key.get(key)
+
+    def window(
+        self,
+        dag_id: str,
+        *,
+        gte: datetime | None = None,
+        gt: datetime | None = None,
+        lte: datetime | None = None,
+        lt: datetime | None = None,
+    ) -> list[Versioned[DagRun]]:
+        """The runs of one DAG whose ``run_after`` lies in the given bounds, oldest first (ties:
+        creation order), by bisecting a per-DAG list sorted on ``run_after`` (cached until the
+        next change) instead of scanning and comparing every run. Bounds are Airflow's: ``_gte``
+        and ``_lte`` inclusive, ``_gt`` and ``_lt`` exclusive; none given: every run of the DAG.
+        """
+        generation = self._generation  # read before the data: a racing change only makes the tag older
+        cached = self._by_run_after.get(dag_id)
+        if cached is None or cached[0] != generation:
+            ordered = sorted(self._by_dag.get(dag_id, {}).values(), key=lambda v: (v.record.run_after, v.create_index))
+            cached = (generation, ordered, [v.record.run_after for v in ordered])
+            self._by_run_after[dag_id] = cached
+        _, ordered, keys = cached
+        lo, hi = 0, len(keys)
+        if gte is not None:
+            lo = max(lo, bisect.bisect_left(keys, gte))
+        if gt is not None:
+            lo = max(lo, bisect.bisect_right(keys, gt))
+        if lte is not None:
+            hi = min(hi, bisect.bisect_right(keys, lte))
+        if lt is not None:
+            hi = min(hi, bisect.bisect_left(keys, lt))
+        return ordered[lo:hi] if lo < hi else []
 
     def dag_ids(self) -> list[str]:
         return sorted(d for d, runs in self._by_dag.items() if runs)

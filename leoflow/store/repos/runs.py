@@ -28,6 +28,10 @@ ACTIVE_RUN_STATES = frozenset({DagRunState.QUEUED, DagRunState.RUNNING})
 MAX_PACKED_BYTES = 256 * 1024
 
 
+def _has_run_after_bounds(q: RunQuery) -> bool:
+    return any(b is not None for b in (q.run_after_gte, q.run_after_gt, q.run_after_lte, q.run_after_lt))
+
+
 def decode_run(entry: Entry) -> Versioned[DagRun]:
     return Versioned(codec.decode(DagRun, entry.key, entry.value), entry.modify_index, entry.create_index)
 
@@ -173,7 +177,24 @@ class RunRepository:
         query.check_order_by(q.order_by)
         if self.projection is not None and q.dag_ids is None:
             return query.query_sorted(self.projection.sorted_runs(q.order_by), q)
+        if self.projection is not None and q.dag_ids is not None and _has_run_after_bounds(q):
+            # A run_after window (the DAG page's poll): bisect each DAG's runs, filter the few left.
+            window: list[Versioned[DagRun]] = []
+            for dag in dict.fromkeys(q.dag_ids):
+                window.extend(self.projection.window(dag, gte=q.run_after_gte, gt=q.run_after_gt,
+                                                     lte=q.run_after_lte, lt=q.run_after_lt))
+            return query.query_runs(window, q)
         return query.query_runs(self._all(q.dag_ids), q)
+
+    def peek(self, dag_id: str, run_id: str) -> Versioned[DagRun] | None:
+        """One run for a read-only answer: from the projection when attached (no store request;
+        this process's writes included), else from the store (also when the projection has not
+        seen the run yet: another process may have just created it). CAS callers must use ``get``."""
+        if self.projection is not None:
+            found = self.projection.get(self.ks.run(dag_id, run_id))
+            if found is not None:
+                return found
+        return self.get(dag_id, run_id)
 
     def for_dag(self, dag_id: str) -> list[Versioned[DagRun]]:
         """Every run of one DAG, oldest ``run_after`` first."""

@@ -17,6 +17,8 @@ Fencing rules every write obeys:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,30 +103,54 @@ def _unpack_records(key: str, value: bytes) -> tuple[list[TaskInstance], list[Ta
     return cur, hist
 
 
-def snapshot_from_entries(dag_id: str, run_id: str, prefix: str, entries: Sequence[Entry]) -> RunSnapshot:
+# What one entry of a run's prefix decodes to, remembered with the entry's modify_index: a live TI
+# key -> its Versioned TI (current) or TI (a history try); the packed key -> (current, history).
+Decoded = dict[str, tuple[int, Any]]
+
+
+def snapshot_from_entries(
+    dag_id: str, run_id: str, prefix: str, entries: Sequence[Entry], decoded: Decoded | None = None,
+    previous: Decoded | None = None,
+) -> RunSnapshot:
+    """Assemble a run's snapshot from its prefix listing.
+
+    ``previous`` (what an earlier listing decoded, by key) lets an entry whose ``modify_index`` is
+    unchanged skip decoding; ``decoded`` is filled with what this listing decoded, for the next.
+    """
     current: dict[tuple[str, int], Versioned[TaskInstance]] = {}
     history: dict[tuple[str, int, int], TaskInstance] = {}
     live_current: dict[tuple[str, int], Versioned[TaskInstance]] = {}
     live_history: dict[tuple[str, int, int], TaskInstance] = {}
     packed_index = 0
     live = 0
+    before = previous or {}
     for e in entries:
+        hit = before.get(e.key)
+        cached = hit[1] if hit is not None and hit[0] == e.modify_index else None
         rest = e.key[len(prefix):].split("/")
         if len(rest) == 1 and rest[0] == _PACKED:
             packed_index = e.modify_index
-            cur, hist = _unpack_records(e.key, e.value)
-            for t in cur:
-                current[(t.task_id, t.map_index)] = Versioned(t, 0, e.create_index)
-            for t in hist:
+            if cached is None:
+                cur, hist = _unpack_records(e.key, e.value)
+                cached = ([Versioned(t, 0, e.create_index) for t in cur], hist)
+            for v in cached[0]:
+                current[(v.record.task_id, v.record.map_index)] = v
+            for t in cached[1]:
                 history[(t.task_id, t.map_index, t.try_number)] = t
         elif len(rest) == 2:
             live += 1
-            t = codec.decode(TaskInstance, e.key, e.value)
-            live_current[(t.task_id, t.map_index)] = Versioned(t, e.modify_index, e.create_index)
+            if cached is None:
+                cached = Versioned(codec.decode(TaskInstance, e.key, e.value), e.modify_index, e.create_index)
+            live_current[(cached.record.task_id, cached.record.map_index)] = cached
         elif len(rest) == 3:
             live += 1
-            t = codec.decode(TaskInstance, e.key, e.value)
-            live_history[(t.task_id, t.map_index, t.try_number)] = t
+            if cached is None:
+                cached = codec.decode(TaskInstance, e.key, e.value)
+            live_history[(cached.task_id, cached.map_index, cached.try_number)] = cached
+        else:
+            continue
+        if decoded is not None:
+            decoded[e.key] = (e.modify_index, cached)
     current.update(live_current)
     history.update(live_history)
     hist_out: dict[tuple[str, int], list[TaskInstance]] = {}
@@ -134,18 +160,76 @@ def snapshot_from_entries(dag_id: str, run_id: str, prefix: str, entries: Sequen
     return RunSnapshot(dag_id, run_id, ordered, hist_out, packed_index, live)
 
 
+class SnapshotCache:
+    """Decoded snapshots of recently read runs, keyed by their prefix listing's (key, modify_index)s.
+
+    Why: the DAG page polls every TI of every run in a day's window (24 runs, 1,200 TIs) every few
+    seconds, and decoding them was ~90 % of that call. The store is still listed on every read (so
+    this process's writes and other processes' writes are seen exactly as before); only decoding
+    is skipped. A finished, compacted run is one ``packed`` entry whose ``modify_index`` changes on
+    any rewrite, so its whole snapshot is reused until then; a live run re-decodes only the TI keys
+    whose ``modify_index`` moved. Bounded LRU (``max_runs``); snapshots are shared: do not mutate.
+    """
+
+    def __init__(self, max_runs: int = 256) -> None:
+        self.max_runs = max_runs
+        self._runs: OrderedDict[str, tuple[tuple[tuple[str, int], ...], RunSnapshot, Decoded]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def snapshot(self, dag_id: str, run_id: str, prefix: str, entries: Sequence[Entry]) -> RunSnapshot:
+        signature = tuple((e.key, e.modify_index) for e in entries)
+        with self._lock:
+            cached = self._runs.get(prefix)
+            if cached is not None:
+                self._runs.move_to_end(prefix)
+        if cached is not None and cached[0] == signature:
+            self.hits += 1
+            return cached[1]
+        self.misses += 1
+        decoded: Decoded = {}
+        snap = snapshot_from_entries(dag_id, run_id, prefix, entries, decoded, cached[2] if cached else None)
+        if self.max_runs > 0:
+            with self._lock:
+                self._runs[prefix] = (signature, snap, decoded)
+                self._runs.move_to_end(prefix)
+                while len(self._runs) > self.max_runs:
+                    self._runs.popitem(last=False)
+        return snap
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
 class TaskInstanceRepository:
     """Task instances of runs. Reads of a run cost ONE store request; writes are single txns."""
 
-    def __init__(self, store: Store, keyspace: Keyspace) -> None:
+    def __init__(self, store: Store, keyspace: Keyspace, *, cache_runs: int = 256) -> None:
         self.store = store
         self.ks = keyspace
+        self.cache = SnapshotCache(cache_runs)
+        self._prefixes: dict[tuple[str, str], str] = {}
+
+    def run_prefix(self, dag_id: str, run_id: str) -> str:
+        """``ti/<dag>/<run>/``, memoized: encoding ids byte by byte was a tenth of a window's listing."""
+        prefix = self._prefixes.get((dag_id, run_id))
+        if prefix is None:
+            prefix = self.ks.ti_run_prefix(dag_id, run_id)
+            if len(self._prefixes) >= 8192:
+                self._prefixes.clear()
+            self._prefixes[(dag_id, run_id)] = prefix
+        return prefix
 
     # ---- reads -------------------------------------------------------------------------------
     def snapshot(self, dag_id: str, run_id: str) -> RunSnapshot:
-        """Current TIs and try history of one run: one prefix list, compacted or not."""
-        prefix = self.ks.ti_run_prefix(dag_id, run_id)
-        return snapshot_from_entries(dag_id, run_id, prefix, self.store.list(prefix))
+        """Current TIs and try history of one run: one prefix list, compacted or not.
+
+        Entries unchanged since an earlier read are not decoded again (``SnapshotCache``); the
+        returned snapshot may be shared with other readers and must not be mutated.
+        """
+        prefix = self.run_prefix(dag_id, run_id)
+        return self.cache.snapshot(dag_id, run_id, prefix, self.store.list(prefix))
 
     def list_for_run(self, dag_id: str, run_id: str) -> list[Versioned[TaskInstance]]:
         """Every current TI of a run, sorted by (task_id, map_index); [] if the run has none."""
