@@ -23,6 +23,7 @@ import pytest
 import requests
 
 from tests.browser.conftest import UI, Watch, login
+from tests.browser.grid import wait_for_grid
 from tests.browser.stack import Stack, free_port
 
 pytestmark = pytest.mark.browser
@@ -159,6 +160,11 @@ def trigger_api(ui: UI, dag_id: str) -> str:
     return str(resp.json()["dag_run_id"])
 
 
+def state_badge(ui: UI, text: str) -> Any:
+    """The run page header's state badge (``[data-testid=state-badge]``) showing ``text``."""
+    return ui.page.locator("[data-testid=state-badge]").filter(visible=True, has_text=text).first
+
+
 def ti(ui: UI, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/-1"
     return dict(ui.api("GET", path).json())
@@ -173,13 +179,12 @@ def test_trigger_with_a_param_from_the_dialog_turns_the_grid_green(live: UI) -> 
     live.page.locator("[data-testid=trigger-dag-submit]").click()
     live.page.wait_for_url(re.compile(r"/dags/greet/runs/manual__"))
     run_id = unquote(live.page.url.rsplit("/runs/", 1)[1].split("/")[0])
-    wait_until("the triggered run to succeed", lambda: run_state(live, "greet", run_id) == "success")
+    # The open page's grid turns green by itself (the UI polls while the run is active): the run's
+    # bar and both cells are painted with the bundle's own success colour.
+    wait_for_grid(live.page, "greet", run_id, "success", {"hello": "success", "bye": "success"})
+    state_badge(live, "Success").wait_for()
     run = live.api("GET", f"/api/v2/dags/greet/dagRuns/{quote(run_id, safe='')}").json()
-    assert run["conf"] == {"name": "Ada"} and run["triggered_by"] == "ui"
-    # The grid's cells for the run are green: every task instance summary says success.
-    summary = live.api("GET", "/ui/grid/ti_summaries/greet", params={"run_ids": run_id}).text
-    assert summary.count('"state":"success"') == 2, summary
-    live.page.get_by_text("Success").filter(visible=True).first.wait_for()
+    assert run["state"] == "success" and run["conf"] == {"name": "Ada"} and run["triggered_by"] == "ui", run
     live.settle()
     live.check("41_triggered_run_success")
     live.goto(f"/dags/greet/runs/{quote(run_id, safe='')}/tasks/hello")
@@ -191,17 +196,24 @@ def test_trigger_with_a_param_from_the_dialog_turns_the_grid_green(live: UI) -> 
 def test_pause_and_unpause(live: UI) -> None:
     live.goto("/dags/greet", reload=True)
     live.wait_text("Latest Dag Version")
-    switch = live.page.locator("label[data-scope=switch]").first
+    switch = live.page.locator("[data-testid=toggle-pause]").first
 
     def paused() -> bool:
         return bool(live.api("GET", "/api/v2/dags/greet").json()["is_paused"])
 
+    # The switch is the UI's "active" toggle: checked while the DAG is unpaused.
+    def shows(state: str) -> None:
+        wait_until(f"the switch to show {state}", lambda: switch.get_attribute("data-state") == state, timeout=10)
+
     assert not paused()
+    shows("checked")
     switch.click()
     wait_until("the DAG to be paused", paused, timeout=10)
+    shows("unchecked")
     live.shot("43_dag_paused")
     switch.click()
     wait_until("the DAG to be unpaused", lambda: not paused(), timeout=10)
+    shows("checked")
     live.settle()
     live.check("44_dag_unpaused")
 
@@ -211,13 +223,22 @@ def test_clear_a_failed_task_and_see_a_new_try(live: UI) -> None:
     wait_until("fail_once to fail", lambda: run_state(live, "fail_once", run_id) == "failed")
     live.goto(f"/dags/fail_once/runs/{quote(run_id, safe='')}/tasks/flaky", reload=True)
     live.wait_text("failing on purpose")
+    wait_for_grid(live.page, "fail_once", run_id, "failed", {"flaky": "failed"}, timeout=10)
     live.page.keyboard.press("Shift+C")  # the UI's "Clear Task Instance" shortcut
     live.page.get_by_role("button", name="Confirm").click()
-    wait_until("the new try to succeed",
-               lambda: (t := ti(live, "fail_once", run_id, "flaky"))["state"] == "success" and t["try_number"] == 2)
+    # The open page's grid goes from red to green by itself once the new try succeeds.
+    wait_for_grid(live.page, "fail_once", run_id, "success", {"flaky": "success"})
+    t = ti(live, "fail_once", run_id, "flaky")
+    assert (t["state"], t["try_number"]) == ("success", 2), t
     live.page.reload()
     live.wait_text("recovered on the new try")
     live.wait_text("Task Tries")
+    # The log panel offers both tries, the first one's log still readable.
+    for n in (1, 2):
+        live.page.locator(f"[data-testid=log-attempt-select-button-{n}]").wait_for(state="visible")
+    assert live.page.get_by_text("failing on purpose").filter(visible=True).count() == 0  # try 2's log is shown
+    live.page.locator("[data-testid=log-attempt-select-button-1]").click()
+    live.wait_text("failing on purpose")
     tries = live.api("GET", f"/api/v2/dags/fail_once/dagRuns/{quote(run_id, safe='')}/taskInstances/flaky/-1/tries")
     assert [t["state"] for t in tries.json()["task_instances"]] == ["failed", "success"]
     live.settle()
@@ -240,10 +261,13 @@ def test_running_log_grows_then_mark_the_run_failed(live: UI) -> None:
 
     live.goto(f"/dags/slow/runs/{quote(run_id, safe='')}", reload=True)
     live.wait_text("tick")
+    wait_for_grid(live.page, "slow", run_id, "running", {"tick": "running"}, timeout=10)
     live.page.keyboard.press("Shift+F")  # the UI's "Mark Dag Run as failed" shortcut
     live.page.get_by_role("button", name="Confirm").click()
-    wait_until("the run to be failed", lambda: run_state(live, "slow", run_id) == "failed", timeout=10)
-    live.page.get_by_text("Failed").filter(visible=True).first.wait_for()
+    # As Airflow does: the run fails and its running task instance with it; the page shows both.
+    wait_for_grid(live.page, "slow", run_id, "failed", {"tick": "failed"}, timeout=10)
+    state_badge(live, "Failed").wait_for()
+    assert run_state(live, "slow", run_id) == "failed"
     live.settle()
     live.check("47_run_marked_failed")
 
