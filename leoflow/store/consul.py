@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,7 +119,8 @@ class ConsulStore:
             raise StoreError(f"config key store.consul_addr: expected http(s)://host:port, got {addr!r}")
         scheme = parts.scheme
         port = parts.port or (443 if scheme == "https" else 8500)
-        verify: bool | str = ca_file or True
+        # trust_env is off below, so the CA-bundle environment requests would read is read here.
+        verify: bool | str = ca_file or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         cert: tuple[str, str] | str | None = None
         if cert_file:
             cert = (cert_file, key_file) if key_file else cert_file
@@ -130,6 +132,11 @@ class ConsulStore:
         self._client.token = token or None
         self._token = token or None
         self._http: requests.Session = self._client.http.session
+        # requests re-reads the proxy environment on every request (a scan of every environment
+        # variable: ~0.4 ms, half the client's CPU per KV read). Resolve it once for this address
+        # and keep honouring HTTP(S)_PROXY / NO_PROXY.
+        self._http.proxies = requests.utils.get_environ_proxies(self._client.http.base_uri)
+        self._http.trust_env = False
         if namespace:
             self._http.params = {**(self._http.params or {}), "ns": namespace}  # type: ignore[dict-item]
         self._base = self._client.http.base_uri

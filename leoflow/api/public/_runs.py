@@ -131,10 +131,21 @@ def version_response(v: DagVersion) -> dict[str, Any]:
 
 
 def require_run(ctx: Any, dag_id: str, run_id: str) -> Versioned[DagRun]:
-    found = ctx.repos.runs.get(dag_id, run_id)
+    """The run as stored now: for writes (its index is what a compare-and-set quotes)."""
+    return _found(ctx.repos.runs.get(dag_id, run_id), dag_id, run_id)
+
+
+def peek_run(ctx: Any, dag_id: str, run_id: str) -> Versioned[DagRun]:
+    """The run for a read-only answer: from the run projection (no store request; this process's
+    writes included, another's within one watch round), from the store when the projection has
+    not seen it yet."""
+    return _found(ctx.repos.runs.peek(dag_id, run_id), dag_id, run_id)
+
+
+def _found(found: Versioned[DagRun] | None, dag_id: str, run_id: str) -> Versioned[DagRun]:
     if found is None:
         raise problem.not_found(f"The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def require_ti(ctx: Any, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Versioned[TaskInstance]:

@@ -315,7 +315,7 @@ class DagRunItem:
         self.ctx = ctx
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str) -> None:
-        run = _runs.require_run(self.ctx, dag_id, dag_run_id).record
+        run = _runs.peek_run(self.ctx, dag_id, dag_run_id).record
         resp.media = _runs.run_response(run, Versions(self.ctx))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, dag_id: str, dag_run_id: str) -> None:

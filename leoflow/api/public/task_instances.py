@@ -161,7 +161,7 @@ def _runs_in_scope(ctx: Any, dag_id: str, dag_run_id: str, req: falcon.Request) 
     if not dto.is_wildcard(dag_run_id):
         if dto.is_wildcard(dag_id):
             raise problem.bad_request("dag_id is required when dag_run_id is specified")
-        return [_runs.require_run(ctx, dag_id, dag_run_id)]
+        return [_runs.peek_run(ctx, dag_id, dag_run_id)]
     if not dto.is_wildcard(dag_id):
         _runs.require_dag_entry(ctx, dag_id)
     dag_ids = None if dto.is_wildcard(dag_id) else [dag_id]
