@@ -115,26 +115,18 @@ class TaskSecrets:
             return found, []
         masker = Masker()
         missing: list[str] = []
-        for conn_id in connections:
-            try:
-                conn = self.backend.connection(conn_id)
-            except SecretMissing as exc:  # an id that cannot name a secret
-                missing.append(str(exc))
-                continue
-            if conn is None:
-                missing.append(self.backend.missing_message("connection", conn_id))
-            else:
-                masker.add(*conn.secrets)
-        for var_key in variables:
-            try:
-                var = self.backend.variable(var_key)
-            except SecretMissing as exc:
-                missing.append(str(exc))
-                continue
-            if var is None:
-                missing.append(self.backend.missing_message("variable", var_key))
-            else:
-                masker.add(*var.secrets)
+        lookups = (("connection", connections, self.backend.connection), ("variable", variables, self.backend.variable))
+        for kind, idents, lookup in lookups:
+            for ident in idents:
+                try:
+                    held = lookup(ident)
+                except SecretMissing as exc:  # an id that cannot name a secret
+                    missing.append(str(exc))
+                    continue
+                if held is None:
+                    missing.append(self.backend.missing_message(kind, ident))
+                else:
+                    masker.add(*held.secrets)
         self._remember(key, masker)
         return masker, missing
 
