@@ -201,7 +201,15 @@ class RunRepository:
         return query.sort_runs(self._all([dag_id]), "run_after")
 
     def latest(self, dag_ids: Iterable[str] | None = None, n: int = 1) -> dict[str, list[Versioned[DagRun]]]:
-        """The newest ``n`` runs (by run_after) of each DAG; DAGs without runs are absent."""
+        """The newest ``n`` runs (by run_after, ties: newest created) of each DAG; DAGs without runs
+        are absent. With the projection: the tail of each DAG's run_after-sorted list, no scan."""
+        if self.projection is not None:
+            out: dict[str, list[Versioned[DagRun]]] = {}
+            for dag in (self.projection.dag_ids() if dag_ids is None else dict.fromkeys(dag_ids)):
+                newest = self.projection.window(dag)[-n:] if n > 0 else []
+                if newest:
+                    out[dag] = newest[::-1]
+            return out
         return query.latest_per_dag(self._all(dag_ids), n)
 
     def counts_by_state(self, dag_ids: Iterable[str] | None = None) -> dict[str, dict[str, int]]:

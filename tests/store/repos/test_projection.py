@@ -89,3 +89,21 @@ def test_close_leaves_the_store_safe_to_close(tmp_path: Path) -> None:
     repos.close()
     assert repos.projection is not None and repos.projection._thread is None  # it has left the store
     store.close()
+
+
+def test_latest_from_the_projection_matches_the_scan_including_ties(store: Store) -> None:
+    writer = Repositories.open(store, root="lf")
+    for i in range(5):
+        writer.runs.create(make_run("a", i, state=DagRunState.SUCCESS), [])
+    tie = make_run("a", 4, state=DagRunState.FAILED)  # same run_after as run 4: the newer creation wins
+    writer.runs.create(replace(tie, run_id="manual__tie", run_type=tie.run_type), [])
+    writer.runs.create(make_run("b", 0), [])
+    reader = Repositories.open(store, root="lf", projection=True)
+    try:
+        for dags, n in ((None, 1), (["a", "b", "none"], 3), (["a"], 10)):
+            scan, proj = writer.runs.latest(dags, n), reader.runs.latest(dags, n)
+            assert {d: [v.record.run_id for v in runs] for d, runs in proj.items()} == \
+                   {d: [v.record.run_id for v in runs] for d, runs in scan.items()}
+        assert reader.runs.latest(["a"])["a"][0].record.run_id == "manual__tie"
+    finally:
+        reader.close()
