@@ -195,6 +195,9 @@ class UiConfig:
     require_confirmation_dag_change: bool = False
     test_connection: str = "Disabled"  # Disabled | Enabled | Hidden
     dashboard_alert: str = ""  # shown on the home page as an info banner when set
+    # YAML file of extra/overriding connection types for the connection form (adr/0067); read at
+    # server start and on SIGHUP. Empty: the built-in types only.
+    connection_types_file: str = ""
 
 
 @dataclass

@@ -7,7 +7,9 @@ Process model and signals (gunicorn's, which is why we use it rather than re-inv
   each worker builds its own ``AppContext`` (its own store connection) and app;
 * **SIGHUP**: the master re-reads the config; if it is valid, new workers start with it and the
   old ones finish their in-flight requests and exit (graceful reload, bind changes included). An
-  invalid config is logged and the running config is kept: a typo never takes the server down;
+  invalid config is logged and the running config is kept: a typo never takes the server down.
+  The ``[ui] connection_types_file`` is part of the config here: read and validated by the
+  master, a bad file at start fails it in one line, on SIGHUP keeps the old types (adr/0067);
 * **SIGTERM**: graceful stop — no new connections, in-flight requests finish within
   ``[server] graceful_timeout``, then the workers exit (drain);
 * modules are imported once in the master (workers fork ready to serve); SIGHUP reloads the
@@ -95,6 +97,10 @@ def build_application(config_path: str | None, overrides: dict[str, Any]) -> Any
                 from leoflow.api.auth.tokens import load_signing_key
 
                 load_signing_key(config)  # create the standalone key before forking: one key for all workers
+                from leoflow.api.ui import connection_types
+
+                # Read and validated here, once, and inherited by the forked workers (adr/0067).
+                connection_types.preload(config)
             except (ConfigError, ValueError, OSError) as exc:
                 if self.leoflow_config is None:
                     raise
@@ -155,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load(args.config)
+        if config.ui.connection_types_file:
+            # Only the loader: the resource module imports prometheus-client, which must not load
+            # before PROMETHEUS_MULTIPROC_DIR is set below.
+            from leoflow.api.ui import connection_types_file
+
+            connection_types_file.load(config.ui.connection_types_file)  # a bad file fails here, in one line
     except ConfigError as exc:
         print(f"leoflow-server: {exc}", file=sys.stderr)
         return 2

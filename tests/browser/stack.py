@@ -38,6 +38,14 @@ from tests.api.ui.uiseed import Seeded, seed
 
 USERNAME = "admin"
 PASSWORD = "browser-test-password"
+# The operator's connection types file the server is started with ([ui] connection_types_file).
+CONNECTION_TYPES = """\
+- conn_type: snowflake
+  name: Snowflake (platform)
+  relabeling: {schema: Database}
+  extra_fields:
+    warehouse: {type: string, title: Warehouse, description: Default warehouse}
+"""
 
 
 def free_port() -> int:
@@ -73,6 +81,7 @@ def server_env(home: Path, port: int) -> dict[str, str]:
         "LEOFLOW_SERVER__ACCESS_LOG": "false",
         "LEOFLOW_AUTH__JWT_SECRET": "browser-test-secret-" + "x" * 32,
         "LEOFLOW_UI__AUTO_REFRESH_INTERVAL": "1",
+        "LEOFLOW_UI__CONNECTION_TYPES_FILE": str(home / "connection_types.yaml"),
     })
     return env
 
@@ -116,6 +125,9 @@ def seed_extras(repos: Any, logs: LogStore, seeded: Seeded) -> None:
     repos.variables.create(Variable(key="warehouse_schema", value="analytics", description="target schema"))
     repos.connections.create(Connection(connection_id="warehouse", conn_type="postgres", host="db.internal",
                                         login="etl", password="s3cret", schema="analytics", port=5432))
+    # A type in no registry (built-in or file): the UI must still show its form fields.
+    repos.connections.create(Connection(connection_id="lakehouse", conn_type="trino", host="trino.internal",
+                                        login="etl", port=8080))
     repos.pools.ensure_default()
     repos.pools.create(Pool(name="batch", slots=4, description="nightly batch jobs"))
     # A connected agent running the running run's transform, as leoflow-agent + agentrpc record it.
@@ -154,6 +166,8 @@ def running_stack(home: Path, *, seed_store: bool = True) -> Iterator[Stack]:
     env = server_env(home, port)
     if seed_store:
         prepare_home(home, env)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "connection_types.yaml").write_text(CONNECTION_TYPES)
     log_path = home / "server.log"
     stack = Stack(home=home, base_url=f"http://127.0.0.1:{port}", env=env, log_path=log_path)
     with log_path.open("wb") as log:

@@ -6,31 +6,26 @@ Airflow-style client library understands. So any ``conn_type`` can be stored, an
 the curated set the form offers, with the field labels and hidden fields of the matching Airflow
 provider, so users see the form they know. Extra fields use Airflow's serialized Param shape
 (``{value, schema, description, source}``) because the form renders them with its Param widgets.
+
+Operators add or replace types with ``[ui] connection_types_file`` (connection_types_file.py,
+adr/0067). A stored connection whose type no registry knows still gets a generic entry: the UI's
+form shows no standard field at all for a type missing from this list (adr/0067).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import falcon
 
 from leoflow.api.auth.roles import Role
 from leoflow.api.context import AppContext
+from leoflow.api.ui import connection_types_file
+from leoflow.api.ui.connection_types_file import STANDARD, ConnType
+from leoflow.config import Config
 
-STANDARD = ("description", "url_schema", "host", "port", "login", "password")
-
-
-@dataclass(frozen=True)
-class ConnType:
-    conn_type: str
-    name: str
-    hidden: tuple[str, ...] = ()
-    titles: Mapping[str, str] = field(default_factory=dict)
-    placeholders: Mapping[str, str] = field(default_factory=dict)
-    extras: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)  # name -> (type, title, help)
-    default_conn_name: str | None = None
+__all__ = ["STANDARD", "TYPES", "ConnType", "hook_meta", "preload", "registry"]
 
 
 def _param(kind: str, title: str, description: str) -> dict[str, Any]:
@@ -96,30 +91,63 @@ def _standard_fields(t: ConnType) -> dict[str, Any] | None:
     return out
 
 
-def hook_meta() -> list[dict[str, Any]]:
-    return [
-        {
-            "connection_type": t.conn_type,
-            "hook_class_name": None,  # no hook class runs in Leoflow's server
-            "default_conn_name": t.default_conn_name,
-            "hook_name": t.name,
-            "standard_fields": _standard_fields(t),
-            "extra_fields": {k: _param(*v) for k, v in t.extras.items()} or None,
-        }
-        for t in TYPES
-    ]
+def registry(config: Config) -> tuple[ConnType, ...]:
+    """The built-in types overlaid by the operator's file; raises ConnectionTypesError for a bad file."""
+    path = config.ui.connection_types_file
+    if not path:
+        return TYPES
+    return connection_types_file.merge(TYPES, connection_types_file.load(path))
+
+
+# What the gunicorn master validated, by file path. Workers are forked from the master, so they
+# inherit it and never re-read the file: a file broken after the last good (re)load cannot reach a
+# worker that gunicorn restarts, and a SIGHUP with a bad file keeps every worker on the old types.
+_validated: dict[str, tuple[ConnType, ...]] = {}
+
+
+def preload(config: Config) -> tuple[ConnType, ...]:
+    """Validate the configured file now (server start, SIGHUP) and keep it for the workers."""
+    types = registry(config)
+    if config.ui.connection_types_file:
+        _validated[config.ui.connection_types_file] = types
+    return types
+
+
+def _entry(t: ConnType) -> dict[str, Any]:
+    return {
+        "connection_type": t.conn_type,
+        "hook_class_name": None,  # no hook class runs in Leoflow's server
+        "default_conn_name": t.default_conn_name,
+        "hook_name": t.name,
+        "standard_fields": _standard_fields(t),
+        "extra_fields": {k: _param(*v) for k, v in t.extras.items()} or None,
+    }
+
+
+def hook_meta(types: tuple[ConnType, ...] = TYPES, stored: AbstractSet[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every registered type, then a generic entry (named after it) for each stored unknown type."""
+    known = {t.conn_type for t in types}
+    unknown = sorted(c for c in stored if c and c not in known)
+    return [_entry(t) for t in types] + [_entry(ConnType(c, c)) for c in unknown]
 
 
 class HookMetaResource:
     # Airflow guards this with connection read access (OP in the simple auth manager).
     roles = {"GET": Role.OP}
 
-    def __init__(self) -> None:
-        self._body = hook_meta()
+    def __init__(self, ctx: AppContext, types: tuple[ConnType, ...]) -> None:
+        self._ctx = ctx
+        self._known = frozenset(t.conn_type for t in types)
+        self._body = hook_meta(types)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = self._body
+        # One prefix read per form opening; the registry part is built once.
+        stored = {v.record.conn_type for v in self._ctx.repos.connections.all()}
+        extra = stored - self._known
+        resp.media = self._body + hook_meta((), extra) if extra else self._body
 
 
 def register(app: falcon.App, ctx: AppContext) -> None:
-    app.add_route("/ui/connections/hook_meta", HookMetaResource())
+    path = ctx.config.ui.connection_types_file
+    types = _validated.get(path) if path else None
+    app.add_route("/ui/connections/hook_meta", HookMetaResource(ctx, types or registry(ctx.config)))
