@@ -164,7 +164,7 @@ def test_cursor_over_many_runs_reads_lazily_and_caps_the_count(api, client, monk
     reads: list[str] = []
     original = api.repos.task_instances.list_for_run
     monkeypatch.setattr(api.repos.task_instances, "list_for_run",
-                        lambda d, r: reads.append(r) or original(d, r))
+                        lambda d, r, **kw: reads.append(r) or original(d, r, **kw))
     url = "/api/v2/dags/~/dagRuns/~/taskInstances?limit=2&order_by=-id&cursor="
     page = get_ok(client, url)
     assert [(t["dag_run_id"], t["task_id"]) for t in page["task_instances"]] == [("r5", "transform"), ("r5", "load")]

@@ -96,9 +96,13 @@ def test_polls_see_another_processes_writes(api, client) -> None:
     assert _window(client, *window)["total_entries"] == 18
     other = Repositories.open(api.repos.runs.store, root=api.repos.runs.ks.root)
     try:
-        # a note on a TI of a packed run: the run record is untouched, only its TI keys change
+        # a note on a TI of a packed run: unpacking rewrites the run record, and the server keeps a
+        # finished run's compacted TIs only while that record is unchanged (ADR 0066), so the note
+        # shows once the projection has the new record (one watch round)
         ti = other.task_instances.require(TIKey("etl", "r2", "load"))
         other.task_instances.transition(ti, dataclasses.replace(ti.record, note="looked at it"))
+        touched = other.runs.get("etl", "r2")
+        assert touched is not None and api.repos.projection.wait_for(touched.index, timeout=10)
         notes = {(t["dag_run_id"], t["task_id"]): t["note"] for t in _window(client, *window)["task_instances"]}
         assert notes[("r2", "load")] == "looked at it"
         # a new run in the window, created elsewhere: visible once the projection's watch has it

@@ -53,6 +53,7 @@ def load_scope(ctx: Any, runs: Iterable[Versioned[DagRun]], *, for_write: bool) 
         if for_write and snap.packed_index and snap.current:
             repo.unpack(TIKey(r.dag_id, r.run_id, snap.current[0].record.task_id, snap.current[0].record.map_index))
             snap = repo.snapshot(r.dag_id, r.run_id)
+            run = ctx.repos.runs.get(r.dag_id, r.run_id) or run  # unpacking rewrote the run record (new index)
         scope.runs[(r.dag_id, r.run_id)] = run
         for v in snap.current:
             scope.tis[ti_key(v.record)] = v

@@ -152,7 +152,9 @@ def rows_for_runs(ctx: Any, runs: Iterable[Versioned[DagRun]], cache: _RowCache 
     out: list[Row] = []
     repo = ctx.repos.task_instances
     for run in runs:
-        tis = repo.list_for_run(run.record.dag_id, run.record.run_id)
+        # A finished run's compacted TIs are kept while its record is unchanged (ADR 0066).
+        settled = run.index if run.record.state.finished else None
+        tis = repo.list_for_run(run.record.dag_id, run.record.run_id, settled_at=settled)
         out.extend(cache.rows(run, tis) if cache is not None else [Row(v.record, run) for v in tis])
     return out
 

@@ -116,7 +116,8 @@ class RunRepository:
         """A finished run that becomes active again (a clear) gets its compacted TIs unpacked, so
         the scheduler only ever sees live TI keys of active runs."""
         if old.record.state not in ACTIVE_RUN_STATES and new.record.state in ACTIVE_RUN_STATES:
-            self.tis.unpack(TIKey(new.record.dag_id, new.record.run_id, ""), fence=fence)
+            # The run record just changed: that is the signal for readers of its compacted TIs.
+            self.tis.unpack(TIKey(new.record.dag_id, new.record.run_id, ""), fence=fence, touch_run=False)
 
     def delete(self, dag_id: str, run_id: str, *, fence: Fence | None = None) -> bool:
         """Delete a run with its TIs, tries and XComs; False if it did not exist.

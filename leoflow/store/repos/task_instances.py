@@ -171,12 +171,44 @@ class SnapshotCache:
     whose ``modify_index`` moved. Bounded LRU (``max_runs``); snapshots are shared: do not mutate.
     """
 
-    def __init__(self, max_runs: int = 256) -> None:
+    def __init__(self, max_runs: int = 256, max_settled: int = 1024) -> None:
         self.max_runs = max_runs
+        self.max_settled = max_settled
         self._runs: OrderedDict[str, tuple[tuple[tuple[str, int], ...], RunSnapshot, Decoded]] = OrderedDict()
+        # prefix -> (the run record's modify_index when read, a packed-only snapshot): see ``settled``
+        self._settled: OrderedDict[str, tuple[int, RunSnapshot]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def settled(self, prefix: str, run_index: int) -> RunSnapshot | None:
+        """A compacted run's snapshot read while its run record was at ``run_index``, if it still is.
+
+        Sound because a compacted run's TIs only change after ``unpack``, which rewrites the run
+        record in the same txn that removes the packed value (ADR 0066): a changed run index is
+        the signal, and the run projection carries it without a store request.
+        """
+        with self._lock:
+            hit = self._settled.get(prefix)
+            if hit is None or hit[0] != run_index:
+                return None
+            self._settled.move_to_end(prefix)
+        self.hits += 1
+        return hit[1]
+
+    def settle(self, prefix: str, run_index: int, snap: RunSnapshot) -> None:
+        if self.max_settled <= 0 or not snap.packed_index or snap.live_keys:
+            return  # only a packed-only listing is immutable until the run record changes
+        with self._lock:
+            self._settled[prefix] = (run_index, snap)
+            self._settled.move_to_end(prefix)
+            while len(self._settled) > self.max_settled:
+                self._settled.popitem(last=False)
+
+    def forget(self, prefix: str) -> None:
+        """This process changed the run's TIs: never answer from the settled copy again."""
+        with self._lock:
+            self._settled.pop(prefix, None)
 
     def snapshot(self, dag_id: str, run_id: str, prefix: str, entries: Sequence[Entry]) -> RunSnapshot:
         signature = tuple((e.key, e.modify_index) for e in entries)
@@ -222,18 +254,28 @@ class TaskInstanceRepository:
         return prefix
 
     # ---- reads -------------------------------------------------------------------------------
-    def snapshot(self, dag_id: str, run_id: str) -> RunSnapshot:
+    def snapshot(self, dag_id: str, run_id: str, *, settled_at: int | None = None) -> RunSnapshot:
         """Current TIs and try history of one run: one prefix list, compacted or not.
 
         Entries unchanged since an earlier read are not decoded again (``SnapshotCache``); the
         returned snapshot may be shared with other readers and must not be mutated.
+        ``settled_at``: the modify_index of the run record, for a read-only answer about a
+        finished run (from the run projection); a compacted run read at that index is then
+        answered from memory, with no store request, until the run record changes.
         """
         prefix = self.run_prefix(dag_id, run_id)
-        return self.cache.snapshot(dag_id, run_id, prefix, self.store.list(prefix))
+        if settled_at:
+            hit = self.cache.settled(prefix, settled_at)
+            if hit is not None:
+                return hit
+        snap = self.cache.snapshot(dag_id, run_id, prefix, self.store.list(prefix))
+        if settled_at:
+            self.cache.settle(prefix, settled_at, snap)
+        return snap
 
-    def list_for_run(self, dag_id: str, run_id: str) -> list[Versioned[TaskInstance]]:
+    def list_for_run(self, dag_id: str, run_id: str, *, settled_at: int | None = None) -> list[Versioned[TaskInstance]]:
         """Every current TI of a run, sorted by (task_id, map_index); [] if the run has none."""
-        return self.snapshot(dag_id, run_id).current
+        return self.snapshot(dag_id, run_id, settled_at=settled_at).current
 
     def get(self, key: TIKey) -> Versioned[TaskInstance] | None:
         """One TI: a single get of its key; falls back to the run's packed value when compacted."""
@@ -364,14 +406,19 @@ class TaskInstanceRepository:
         raise Conflict(f"task instance {key.task_id!r} of run {key.run_id!r}: lost {attempts} races in a row")
 
     # ---- compaction ------------------------------------------------------------------------------
-    def unpack(self, key: TIKey, *, fence: Fence | None = None) -> bool:
+    def unpack(self, key: TIKey, *, fence: Fence | None = None, touch_run: bool = True) -> bool:
         """Turn the compacted run of ``key`` (only dag_id and run_id matter) back into live keys
         (for a clear or mark on a finished run).
 
         Create-only writes, each chunk guarded by the packed value's index, the packed value
         deleted last: readers see the same TIs throughout. Returns False if nothing was packed.
+        The last txn also rewrites the run record unchanged (a new write nonce, compare-and-set):
+        readers that keep a compacted run's TIs while its run record is unchanged (``settled_at``)
+        learn from the run's new index that they may change now. ``touch_run=False`` when the
+        caller has just changed the run record itself (a finished run made active again).
         """
         prefix = self.ks.ti_run_prefix(key.dag_id, key.run_id)
+        run = self.store.get(self.ks.run(key.dag_id, key.run_id)) if touch_run else None
         entries = self.store.list(prefix)
         packed = next((e for e in entries if e.key == prefix + _PACKED), None)
         if packed is None:
@@ -390,15 +437,19 @@ class TaskInstanceRepository:
         guard: list[Op] = [CheckIndex(packed.key, packed.modify_index)]
         step = MAX_TXN_OPS - len(guard) - (1 if fence else 0)
         chunks = [ops[i : i + step] for i in range(0, len(ops), step)] or [[]]
+        final: list[Op] = [DeleteCas(packed.key, packed.modify_index)]
+        if run is not None:
+            final.append(Cas(run.key, codec.encode_json(codec.load(run.key, run.value)), run.modify_index))
         last = chunks[-1]
-        if len(last) < step:
-            last.append(DeleteCas(packed.key, packed.modify_index))
+        if len(last) + len(final) <= step:
+            last.extend(final)
             tail: list[Op] = []
         else:
-            tail = [DeleteCas(packed.key, packed.modify_index)]
+            tail = final
         for chunk in chunks:
             run_txn(self.store, with_fence(fence, [*guard, *chunk]), what=f"unpack run {key.run_id!r}")
         if tail:
             run_txn(self.store, with_fence(fence, tail), what=f"unpack run {key.run_id!r}")
+        self.cache.forget(prefix)
         return True
 

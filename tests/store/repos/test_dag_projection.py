@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from leoflow.domain.dag import DAG, Task
-from leoflow.store.port import Op, Store
+from leoflow.store.port import Store
 from leoflow.store.repos import Repositories
 from leoflow.store.repos.dags import DagRepository
+from tests.store.repos.conftest import CountingStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -32,25 +32,6 @@ def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-class CountingStore:
-    """A real store, with a count of the requests made through it."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return method(*args, **kwargs)
-
-        return counted
-
-    def txn(self, ops: Sequence[Op]) -> Any:
-        self.calls["txn"] += 1
-        return self.inner.txn(ops)
 
 
 def test_mirror_answers_like_a_scan_and_follows_other_writers(store: Store) -> None:

@@ -17,7 +17,8 @@ from leoflow.domain.states import DagRunState, TaskInstanceState
 from leoflow.store.port import Store
 from leoflow.store.repos import Repositories, RunQuery
 from leoflow.store.repos.base import TIKey
-from tests.store.repos.conftest import T0, make_run
+from leoflow.store.sqlite import SqliteStore
+from tests.store.repos.conftest import T0, CountingStore, make_run
 
 
 def _days(runs: list) -> list[int]:
@@ -152,7 +153,7 @@ def test_a_packed_run_changed_by_another_writer_is_read_fresh(store: Store) -> N
         assert writer.runs.compact("p", rid)
         before = reader.task_instances.snapshot("p", rid)
         assert before.packed_index and {v.record.state for v in before.current} == {TaskInstanceState.SUCCESS}
-        # a note on a packed TI (unpacks; the run record does not change), then compacted again
+        # a note on a packed TI (unpacks, which rewrites the run record unchanged), then compacted again
         ti = writer.task_instances.require(TIKey("p", rid, "b"))
         writer.task_instances.transition(ti, dataclasses.replace(ti.record, note="checked"))
         noted = reader.task_instances.snapshot("p", rid)
@@ -199,3 +200,60 @@ def test_the_cache_is_bounded(srepos: Repositories) -> None:
         srepos.task_instances.snapshot("b", run.run_id)
     assert len(srepos.task_instances.cache) == 2
     assert [v.record.task_id for v in srepos.task_instances.list_for_run("b", ids[0])] == ["a", "b", "c"]
+
+
+def test_a_settled_compacted_run_is_answered_without_a_store_request(sqlite_store: SqliteStore) -> None:
+    counting = CountingStore(sqlite_store)
+    repos = Repositories.open(counting, root="lf")  # type: ignore[arg-type]
+    run = repos.runs.create(make_run("p", 1, state=DagRunState.SUCCESS), _tis("p", make_run("p", 1).run_id))
+    rid = run.record.run_id
+    assert repos.runs.compact("p", rid)
+    settled = repos.runs.require("p", rid)
+    first = repos.task_instances.snapshot("p", rid, settled_at=settled.index)
+    counting.calls.clear()
+    assert repos.task_instances.snapshot("p", rid, settled_at=settled.index) is first
+    assert sum(counting.calls.values()) == 0
+    # a live (not compacted) run is never kept this way: its TIs change without the run record
+    live = repos.runs.create(make_run("q", 1, state=DagRunState.SUCCESS), _tis("q", make_run("q", 1).run_id))
+    repos.task_instances.snapshot("q", live.record.run_id, settled_at=live.index)
+    counting.calls.clear()
+    repos.task_instances.snapshot("q", live.record.run_id, settled_at=live.index)
+    assert counting.calls["list"] == 1
+
+
+def test_unpacking_rewrites_the_run_record_so_settled_readers_see_later_changes(store: Store) -> None:
+    writer = Repositories.open(store, root="lf")
+    reader = Repositories.open(store, root="lf")
+    run = writer.runs.create(make_run("p", 1, state=DagRunState.SUCCESS), _tis("p", make_run("p", 1).run_id))
+    rid = run.record.run_id
+    assert writer.runs.compact("p", rid)
+    at = writer.runs.require("p", rid)
+    reader.task_instances.snapshot("p", rid, settled_at=at.index)
+    # another process notes a TI: unpack rewrites the run record (same content, new index) first
+    ti = writer.task_instances.require(TIKey("p", rid, "b"))
+    writer.task_instances.transition(ti, dataclasses.replace(ti.record, note="checked"))
+    after = writer.runs.require("p", rid)
+    assert after.index > at.index and after.record == at.record
+    fresh = reader.task_instances.snapshot("p", rid, settled_at=after.index)
+    assert fresh.get("b") is not None and fresh.get("b").record.note == "checked"
+    # this process's own change: its settled copy is dropped at once (read your writes)
+    assert writer.runs.compact("p", rid)
+    again = writer.runs.require("p", rid)
+    writer.task_instances.snapshot("p", rid, settled_at=again.index)
+    ti = writer.task_instances.require(TIKey("p", rid, "c"))
+    writer.task_instances.transition(ti, dataclasses.replace(ti.record, note="mine"))
+    mine = writer.task_instances.snapshot("p", rid, settled_at=again.index)  # even with the old index
+    assert mine.get("c") is not None and mine.get("c").record.note == "mine"
+
+
+def test_a_cleared_run_keeps_the_index_its_update_returned(srepos: Repositories) -> None:
+    """Making a finished run active unpacks without a second rewrite of the run record: the
+    version ``update`` returned stays the one a compare-and-set must quote."""
+    run = srepos.runs.create(make_run("p", 1, state=DagRunState.SUCCESS), _tis("p", make_run("p", 1).run_id))
+    rid = run.record.run_id
+    assert srepos.runs.compact("p", rid)
+    cur = srepos.runs.require("p", rid)
+    queued = srepos.runs.update(cur, dataclasses.replace(cur.record, state=DagRunState.QUEUED, clear_number=1))
+    assert srepos.task_instances.snapshot("p", rid).packed_index == 0  # unpacked
+    running = srepos.runs.update(queued, dataclasses.replace(queued.record, state=DagRunState.RUNNING))
+    assert running.record.state == DagRunState.RUNNING
