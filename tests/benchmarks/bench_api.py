@@ -9,8 +9,9 @@ What it does, per backend:
    through the repositories' own encoders;
 2. starts the real server (gunicorn + Falcon; ``--workers`` x ``--threads``) on 127.0.0.1 on that
    store (the fake Consul runs in its own process so it does not share the GIL with the server);
-3. logs in with ``POST /auth/token``, warms up, then sends ``--requests`` requests per endpoint
-   from ``--concurrency`` client threads (keep-alive sessions) and prints p50/p95/p99 and req/s:
+3. logs in with ``POST /auth/token``, warms up (``--warmup`` requests per endpoint, after the
+   workers have gone idle), then sends ``--requests`` requests per endpoint
+   from ``--concurrency`` client threads (keep-alive connections) and prints p50/p95/p99 and req/s:
    ``GET /api/v2/dags?limit=100``, ``GET /ui/dags?limit=50``, the grid's runs
    (``/ui/grid/runs/{dag}?limit=10&order_by=-run_after``) and one run's task instances
    (``/api/v2/dags/{dag}/dagRuns/{run}/taskInstances``), DAGs and runs picked at random.
@@ -173,6 +174,14 @@ def server(home: Path, store_toml: str, workers: int, threads: int) -> Iterator[
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start; see {home / 'server.log'}")
             time.sleep(0.2)
+        # Ready means one worker answers; the others may still be loading their projections (CPU
+        # that would land in the first endpoint's figures). Wait until the server idles (bounded).
+        settle = time.monotonic() + 60
+        while time.monotonic() < settle:
+            before = server_cpu_seconds(proc.pid)
+            time.sleep(0.5)
+            if server_cpu_seconds(proc.pid) - before < 0.05:
+                break
         yield base, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -299,7 +308,7 @@ def main() -> None:
     parser.add_argument("--runs-per-dag", type=int, default=10)
     parser.add_argument("--tasks", type=int, default=10)
     parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=200, help="requests per endpoint first (a warm server)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)

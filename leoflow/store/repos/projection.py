@@ -46,6 +46,7 @@ class RunProjection(PrefixFollower):
         self._sorted: dict[str, tuple[int, list[Versioned[DagRun]]]] = {}  # keyed by ``generation``
         # Per DAG: its runs sorted by (run_after, create_index) and their run_afters, for bisecting.
         self._by_run_after: dict[str, tuple[int, list[Versioned[DagRun]], list[datetime]]] = {}
+        self._by_state: tuple[int, dict[str, list[Versioned[DagRun]]]] = (-1, {})
 
     def _apply(self, index: int, entries: Iterable[Entry]) -> None:
         old = self._by_key
@@ -129,6 +130,18 @@ class RunProjection(PrefixFollower):
         ordered = query.sort_runs(list(self._by_key.values()), order_by)
         self._sorted[order_by] = (generation, ordered)
         return ordered
+
+    def in_states(self, states: Iterable[str]) -> list[Versioned[DagRun]]:
+        """The runs in any of ``states``, from a per-state index built once per generation: every
+        UI screen polls "is anything queued or running?", which would otherwise scan every run."""
+        generation = self._generation  # read before the data: a racing change only makes the tag older
+        tagged, index = self._by_state
+        if tagged != generation:
+            index = {}
+            for v in self._by_key.values():
+                index.setdefault(str(v.record.state), []).append(v)
+            self._by_state = (generation, index)
+        return [v for state in dict.fromkeys(str(s) for s in states) for v in index.get(state, ())]
 
     def get(self, key: str) -> Versioned[DagRun] | None:
         """One run as the projection holds it (no store request; not for CAS: use the store)."""

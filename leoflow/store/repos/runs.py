@@ -177,6 +177,10 @@ class RunRepository:
         q = q if q is not None else RunQuery()
         query.check_order_by(q.order_by)
         if self.projection is not None and q.dag_ids is None:
+            if q.states:  # few runs are in the asked states (the "anything running?" probe): no scan
+                candidates = self.projection.in_states(q.states)
+                if len(candidates) * 4 < len(self.projection):
+                    return query.query_runs(candidates, q)
             return query.query_sorted(self.projection.sorted_runs(q.order_by), q)
         if self.projection is not None and q.dag_ids is not None and _has_run_after_bounds(q):
             # A run_after window (the DAG page's poll): bisect each DAG's runs, filter the few left.

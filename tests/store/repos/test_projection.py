@@ -107,3 +107,28 @@ def test_latest_from_the_projection_matches_the_scan_including_ties(store: Store
         assert reader.runs.latest(["a"])["a"][0].record.run_id == "manual__tie"
     finally:
         reader.close()
+
+
+def test_a_state_filter_over_few_runs_answers_like_the_scan(store: Store) -> None:
+    writer = Repositories.open(store, root="lf")
+    for i in range(12):
+        writer.runs.create(make_run("a" if i % 3 else "b", i, state=DagRunState.SUCCESS), [])
+    running = writer.runs.create(make_run("a", 20, state=DagRunState.RUNNING), [])
+    writer.runs.create(make_run("b", 21, state=DagRunState.QUEUED), [])
+    reader = Repositories.open(store, root="lf", projection=True)
+    try:
+        for q in (RunQuery(states=["running", "queued"], limit=1),
+                  RunQuery(states=[DagRunState.QUEUED, DagRunState.RUNNING], order_by="-run_after"),
+                  RunQuery(states=["running"], order_by="start_date", offset=0),
+                  RunQuery(states=["success"], order_by="-id", limit=5),  # many runs: the sorted path
+                  RunQuery(states=[])):
+            scan, proj = writer.runs.list(q), reader.runs.list(q)
+            assert [r.record.run_id for r in proj.items] == [r.record.run_id for r in scan.items]
+            assert proj.total_entries == scan.total_entries
+        # this process's own write shows in the probe at once
+        reader.runs.update(reader.runs.require("a", running.record.run_id),
+                           replace(running.record, state=DagRunState.SUCCESS))
+        assert [r.record.state for r in reader.runs.list(RunQuery(states=["running", "queued"])).items] == \
+               [DagRunState.QUEUED]
+    finally:
+        reader.close()
