@@ -99,6 +99,9 @@ def _entry(item: dict[str, Any], value: bytes | None = None) -> Entry:
     )
 
 
+POOL_SIZE = 64  # keep-alive connections to the agent per process (blocking queries hold one each)
+
+
 class ConsulStore:
     """The production ``Store``. One instance per process; thread-safe for concurrent calls."""
 
@@ -137,6 +140,12 @@ class ConsulStore:
         # and keep honouring HTTP(S)_PROXY / NO_PROXY.
         self._http.proxies = requests.utils.get_environ_proxies(self._client.http.base_uri)
         self._http.trust_env = False
+        # Each projection or mirror holds a connection in its blocking query (six in the API
+        # server) besides the request threads; requests' default pool of 10 would then open and
+        # drop a connection per request.
+        pooled = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self._http.mount("http://", pooled)
+        self._http.mount("https://", pooled)
         if namespace:
             self._http.params = {**(self._http.params or {}), "ns": namespace}  # type: ignore[dict-item]
         self._base = self._client.http.base_uri
