@@ -23,6 +23,7 @@ from leoflow.config import Config
 from leoflow.domain.records import User
 from leoflow.store.repos import build
 from leoflow.store.sqlite import SqliteStore
+from tests.processes import stop
 
 PASSWORD = "gunicorn-pass-123"
 
@@ -103,13 +104,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         _wait_until(lambda: _http("GET", base + "/health/live")[0] == 200, 30, "server start")
         yield {"proc": proc, "base": base, "cfg": cfg, "home": home, "port": port}
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc)
         log.close()
         print((tmp_path / "server.log").read_text()[-6000:])
 

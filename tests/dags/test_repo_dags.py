@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from leoflow.dags.loader import parse_yaml_text
 from leoflow.domain.dag import DAG
 from leoflow.domain.serialize import dag_hash
-from leoflow.store.port import MAX_VALUE_BYTES, Op, ValueTooLarge
+from leoflow.store.port import MAX_VALUE_BYTES, ValueTooLarge
 from leoflow.store.repos.dags import DagRepository, DagSummary
 from leoflow.store.repos.errors import NotFound
 from leoflow.store.sqlite import SqliteStore
+from tests.processes import CountingStore
 
 from .conftest import dag_yaml
 
@@ -28,27 +27,6 @@ def parse(text: str, fileloc: str = "d.yaml") -> DAG:
     parsed = parse_yaml_text(fileloc, text)
     assert parsed.ok, parsed.errors
     return parsed.dags[0]
-
-
-class CountingStore:
-    """The real SQLite adapter, with a count of the requests made through it."""
-
-    def __init__(self, inner: SqliteStore) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return method(*args, **kwargs)
-
-        return counted
-
-    def txn(self, ops: Sequence[Op]) -> Any:
-        self.calls["txn"] += 1
-        return self.inner.txn(ops)
 
 
 def test_versions_follow_content(repo: DagRepository) -> None:

@@ -15,6 +15,7 @@ from leoflow.domain.records import User
 from leoflow.store.repos import build
 from leoflow.store.sqlite import SqliteStore
 from tests.api.test_gunicorn import PASSWORD, _free_port, _http, _wait_until, _write_config
+from tests.processes import stop
 
 PATH = "/ui/connections/hook_meta"
 SNOWFLAKE = "- conn_type: snowflake\n  name: Snowflake\n"
@@ -89,9 +90,4 @@ def test_sighup_keeps_the_old_types_on_a_bad_file_and_applies_a_good_one(tmp_pat
             _wait_until(lambda: "clickhouse" in offered() and "snowflake" not in offered(), 20, "reloaded types")
             assert proc.poll() is None
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop(proc)

@@ -3,18 +3,16 @@ over real HTTP where the store's semantics matter (CAS, txn errors, watch)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from leoflow.domain.records import DagRun, TaskInstance
 from leoflow.domain.states import DagRunState, DagRunType
 from leoflow.store.consul import ConsulStore
-from leoflow.store.port import Op, Store
+from leoflow.store.port import Store
 from leoflow.store.repos import Repositories
 from leoflow.store.sqlite import SqliteStore
 from tests.fakes.consul import FakeConsul
@@ -82,24 +80,3 @@ def make_run(
 
 def make_tis(run: DagRun, n_tasks: int = 3) -> list[TaskInstance]:
     return [TaskInstance(run.dag_id, run.run_id, f"task_{i:03d}", max_tries=2) for i in range(n_tasks)]
-
-
-class CountingStore:
-    """A real store, with a count of the requests made through it."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return method(*args, **kwargs)
-
-        return counted
-
-    def txn(self, ops: Sequence[Op]) -> Any:
-        self.calls["txn"] += 1
-        return self.inner.txn(ops)

@@ -12,7 +12,7 @@ from leoflow.domain.dag import DAG, Task
 from leoflow.store.port import Store
 from leoflow.store.repos import Repositories
 from leoflow.store.repos.dags import DagRepository
-from tests.store.repos.conftest import CountingStore
+from tests.processes import CountingStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -18,7 +18,8 @@ from leoflow.store.port import Store
 from leoflow.store.repos import Repositories, RunQuery
 from leoflow.store.repos.base import TIKey
 from leoflow.store.sqlite import SqliteStore
-from tests.store.repos.conftest import T0, CountingStore, make_run
+from tests.processes import CountingStore
+from tests.store.repos.conftest import T0, make_run
 
 
 def _days(runs: list) -> list[int]:
