@@ -218,7 +218,7 @@ EOH
         change_mode = "restart"
         perms       = "0400"
         data        = <<EOH
-{{ with secret "pki/issue/leoflow-agentrpc" "common_name=leoflow-agentrpc.service.consul" "ttl=72h" }}{{ .Data.certificate }}
+{{ with secret "pki/issue/leoflow-server" "common_name=leoflow-agentrpc.service.consul" "ttl=72h" }}{{ .Data.certificate }}
 {{ .Data.issuing_ca }}{{ end }}
 EOH
       }
@@ -228,7 +228,7 @@ EOH
         change_mode = "restart"
         perms       = "0400"
         data        = <<EOH
-{{ with secret "pki/issue/leoflow-agentrpc" "common_name=leoflow-agentrpc.service.consul" "ttl=72h" }}{{ .Data.private_key }}{{ end }}
+{{ with secret "pki/issue/leoflow-server" "common_name=leoflow-agentrpc.service.consul" "ttl=72h" }}{{ .Data.private_key }}{{ end }}
 EOH
       }
 

@@ -45,6 +45,7 @@ class BootstrapSettings:
     approle_mount: str = "approle"
     agent_policy: str = "leoflow-agent"
     server_policy: str = "leoflow-server"
+    scheduler_policy: str = "leoflow-scheduler"
     task_policy: str = "leoflow-task"
     oidc_key: str = "leoflow"
     identity_role: str = "leoflow-agent"
@@ -160,10 +161,24 @@ def _kv_read_rules(s: BootstrapSettings, list_too: bool) -> list[str]:
 def server_policy(s: BootstrapSettings) -> str:
     lines = ["# Leoflow server: read connections, variables and the session key; never write them."]
     lines += _kv_read_rules(s, list_too=True)
+    lines += _deployment_reads(s, "consul", "server")  # what nomad/leoflow-server.nomad.hcl renders
     if s.session_key_path:
         lines.append(f'path "{s.kv_mount}/data/{s.session_key_path}" {{\n  capabilities = ["read"]\n}}')
     if s.pki:
         lines.append(f'path "{s.pki_mount}/issue/{s.pki_server_role}" {{\n  capabilities = ["update"]\n}}')
+    return "\n".join(lines) + "\n"
+
+
+def _deployment_reads(s: BootstrapSettings, *names: str) -> list[str]:
+    """What the jobspecs in nomad/ render into their config: ``<kv_mount>/leoflow/<name>``."""
+    return [f'path "{s.kv_mount}/data/leoflow/{name}" {{\n  capabilities = ["read"]\n}}' for name in names]
+
+
+def scheduler_policy(s: BootstrapSettings) -> str:
+    lines = ["# Leoflow scheduler on Nomad: its Consul and Nomad tokens, and the connections and variables"
+             " it checks before dispatch and masks in task logs."]
+    lines += _kv_read_rules(s, list_too=False)
+    lines += _deployment_reads(s, "consul", "nomad")
     return "\n".join(lines) + "\n"
 
 
@@ -363,20 +378,29 @@ def _ensure_nomad_jwt(client: hvac.Client, s: BootstrapSettings, report: Report)
         report.add("nomad-jwt-config", s.nomad_jwt_mount, "created" if not cd else "updated")
     else:
         report.add("nomad-jwt-config", s.nomad_jwt_mount, "unchanged")
-    role = _read_or_none(f"read JWT role {s.nomad_role}", lambda: jwt_auth.read_role(s.nomad_role,
-                                                                                      path=s.nomad_jwt_mount))
+    _ensure_nomad_role(jwt_auth, s, s.nomad_role, s.task_policy, None, report)
+    # Leoflow's own jobs (nomad/*.nomad.hcl): roles only the job of that name may use.
+    _ensure_nomad_role(jwt_auth, s, "leoflow-scheduler", s.scheduler_policy, "leoflow-scheduler", report)
+    _ensure_nomad_role(jwt_auth, s, "leoflow-server", s.server_policy, "leoflow-server", report)
+
+
+def _ensure_nomad_role(jwt_auth: Any, s: BootstrapSettings, name: str, policy: str, job: str | None,
+                       report: Report) -> None:
+    role = _read_or_none(f"read JWT role {name}", lambda: jwt_auth.read_role(name, path=s.nomad_jwt_mount))
     rd = (role or {}).get("data")
-    if rd and rd.get("token_policies") == [s.task_policy] and rd.get("bound_audiences") == [s.nomad_audience]:
-        report.add("nomad-jwt-role", s.nomad_role, "unchanged")
+    bound = {"nomad_job_id": job} if job else {}
+    if rd and rd.get("token_policies") == [policy] and rd.get("bound_audiences") == [s.nomad_audience] \
+            and (rd.get("bound_claims") or {}) == bound:
+        report.add("nomad-jwt-role", name, "unchanged")
         return
-    _call(f"write JWT role {s.nomad_role}", lambda: jwt_auth.create_role(
-        s.nomad_role, user_claim="/nomad_job_id", user_claim_json_pointer=True, allowed_redirect_uris=[],
+    _call(f"write JWT role {name}", lambda: jwt_auth.create_role(
+        name, user_claim="/nomad_job_id", user_claim_json_pointer=True, allowed_redirect_uris=[],
         role_type="jwt", bound_audiences=[s.nomad_audience], token_type="service",  # noqa: S106 - a kind
         token_period="30m",  # noqa: S106 - a duration
-        token_policies=[s.task_policy], path=s.nomad_jwt_mount,
+        token_policies=[policy], path=s.nomad_jwt_mount, bound_claims=bound or None,
         claim_mappings={"nomad_namespace": "nomad_namespace", "nomad_job_id": "nomad_job_id",
                         "nomad_task": "nomad_task"}))
-    report.add("nomad-jwt-role", s.nomad_role, "created" if not rd else "updated")
+    report.add("nomad-jwt-role", name, "created" if not rd else "updated")
 
 
 def bootstrap(client: hvac.Client, s: BootstrapSettings) -> Report:
@@ -387,6 +411,7 @@ def bootstrap(client: hvac.Client, s: BootstrapSettings) -> Report:
     _ensure_pki(client, s, report)
     _ensure_policy(client, s.agent_policy, agent_policy(s), report)
     _ensure_policy(client, s.server_policy, server_policy(s), report)
+    _ensure_policy(client, s.scheduler_policy, scheduler_policy(s), report)
     _ensure_policy(client, s.task_policy, task_policy(s), report)
     _ensure_oidc(client, s, report)
     _ensure_approle_role(client, s, SERVER_ROLE, s.server_policy, report)

@@ -77,3 +77,40 @@ def test_a_nomad_task_identity_reads_declared_secrets_and_nothing_else(openbao: 
                                                raise_on_deleted_version=True)
     with pytest.raises(hvac_exc.Forbidden):  # tasks cannot list what exists
         task.secrets.kv.v2.list_secrets(s.connections_path, mount_point=s.kv_mount)
+
+
+def test_leoflows_own_jobs_get_roles_only_they_can_use(openbao: OpenBao, nomad_jwks: str) -> None:
+    """The jobspecs in nomad/ log in as leoflow-scheduler and leoflow-server: bootstrap creates those
+    roles, bound to the job of that name, with what each one's config template reads."""
+    s = dataclasses.replace(openbao.settings, nomad_jwks_url=nomad_jwks)
+    root = openbao.root()
+    bootstrap.bootstrap(root, s)
+    assert not bootstrap.bootstrap(root, s).changed
+    for name, value in (("consul", {"token": "consul-acl"}), ("nomad", {"token": "nomad-acl"}),
+                        ("server", {"jwt_secret": "j" * 40})):
+        root.secrets.kv.v2.create_or_update_secret(f"leoflow/{name}", value, mount_point=s.kv_mount)
+    root.secrets.kv.v2.create_or_update_secret(f"{s.variables_path}/sched_var", {"value": "v"}, mount_point=s.kv_mount)
+
+    def login(role: str, job: str) -> object:
+        client = make_client(openbao.addr)
+        client.auth.jwt.jwt_login(role, _workload_identity(job), path=s.nomad_jwt_mount)
+        return client
+
+    def read(client: object, path: str) -> dict[str, object]:
+        got = client.secrets.kv.v2.read_secret_version(path, mount_point=s.kv_mount,  # type: ignore[attr-defined]
+                                                        raise_on_deleted_version=True)
+        return dict(got["data"]["data"])
+
+    scheduler = login("leoflow-scheduler", "leoflow-scheduler")
+    assert read(scheduler, "leoflow/nomad") == {"token": "nomad-acl"}
+    assert read(scheduler, "leoflow/consul") == {"token": "consul-acl"}
+    assert read(scheduler, f"{s.variables_path}/sched_var") == {"value": "v"}  # masking and pre-dispatch checks
+    with pytest.raises(hvac_exc.Forbidden):
+        read(scheduler, "leoflow/server")
+    server = login("leoflow-server", "leoflow-server")
+    assert read(server, "leoflow/server")["jwt_secret"] == "j" * 40
+    with pytest.raises(hvac_exc.Forbidden):
+        read(server, "leoflow/nomad")
+    for role in ("leoflow-scheduler", "leoflow-server"):  # any other job is refused
+        with pytest.raises(hvac_exc.VaultError):
+            login(role, "lf-dag-task-1")
