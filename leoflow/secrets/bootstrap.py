@@ -205,20 +205,26 @@ def _ensure_kv(client: hvac.Client, s: BootstrapSettings, report: Report) -> Non
     report.add("kv-mount", s.kv_mount, "unchanged")
 
 
-def _ensure_approle(client: hvac.Client, s: BootstrapSettings, report: Report) -> str:
+def _ensure_auth_mount(client: hvac.Client, path: str, kind: str, label: str, description: str, report: Report,
+                       hint: str = "") -> dict[str, Any]:
+    """An auth method of ``kind`` at ``path/`` (enabled when absent); another kind there is an error."""
     methods = data(_call("list auth methods", client.sys.list_auth_methods), "list auth methods")
-    mount = methods.get(f"{s.approle_mount}/")
+    mount = methods.get(f"{path}/")
     if mount is None:
-        _call(f"enable AppRole at {s.approle_mount}/", lambda: client.sys.enable_auth_method(
-            "approle", path=s.approle_mount, description="Leoflow agents and servers"))
-        report.add("auth-mount", s.approle_mount, "created")
+        _call(f"enable {label} at {path}/", lambda: client.sys.enable_auth_method(
+            kind, path=path, description=description))
+        report.add("auth-mount", path, "created")
         methods = data(_call("list auth methods", client.sys.list_auth_methods), "list auth methods")
-        mount = methods[f"{s.approle_mount}/"]
-    elif mount.get("type") != "approle":
-        raise VaultError(f"auth mount {s.approle_mount}/ is {mount.get('type')}, not approle "
-                         "(set config key vault.approle_mount)")
-    else:
-        report.add("auth-mount", s.approle_mount, "unchanged")
+        return dict(methods[f"{path}/"])
+    if mount.get("type") != kind:
+        raise VaultError(f"auth mount {path}/ is {mount.get('type')}, not {kind}{hint}")
+    report.add("auth-mount", path, "unchanged")
+    return dict(mount)
+
+
+def _ensure_approle(client: hvac.Client, s: BootstrapSettings, report: Report) -> str:
+    mount = _ensure_auth_mount(client, s.approle_mount, "approle", "AppRole", "Leoflow agents and servers", report,
+                               hint=" (set config key vault.approle_mount)")
     return str(mount["accessor"])
 
 
@@ -358,16 +364,8 @@ def _ensure_pki(client: hvac.Client, s: BootstrapSettings, report: Report) -> No
 def _ensure_nomad_jwt(client: hvac.Client, s: BootstrapSettings, report: Report) -> None:
     if not s.nomad_jwks_url:
         return
-    methods = data(_call("list auth methods", client.sys.list_auth_methods), "list auth methods")
-    mount = methods.get(f"{s.nomad_jwt_mount}/")
-    if mount is None:
-        _call(f"enable JWT auth at {s.nomad_jwt_mount}/", lambda: client.sys.enable_auth_method(
-            "jwt", path=s.nomad_jwt_mount, description="Nomad workload identity for Leoflow tasks"))
-        report.add("auth-mount", s.nomad_jwt_mount, "created")
-    elif mount.get("type") != "jwt":
-        raise VaultError(f"auth mount {s.nomad_jwt_mount}/ is {mount.get('type')}, not jwt")
-    else:
-        report.add("auth-mount", s.nomad_jwt_mount, "unchanged")
+    _ensure_auth_mount(client, s.nomad_jwt_mount, "jwt", "JWT auth", "Nomad workload identity for Leoflow tasks",
+                       report)
     jwt_auth = client.auth.jwt
     cfg = _read_or_none("read the Nomad JWT config", lambda: jwt_auth.read_config(path=s.nomad_jwt_mount))
     cd = (cfg or {}).get("data") or {}
