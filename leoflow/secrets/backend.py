@@ -197,6 +197,10 @@ class SecretsBackend:
         secrets = (stored.value,) if is_sensitive(key) else ()
         return ResolvedVariable(key, stored.value, "store", secrets)
 
+    def lookup(self, kind: str, ident: str) -> ResolvedConnection | ResolvedVariable | None:
+        """``connection`` or ``variable`` by kind, for callers that walk both lists of declared ids."""
+        return self.connection(ident) if kind == "connection" else self.variable(ident)
+
     def missing_message(self, kind: str, ident: str) -> str:
         places = ["the store"]
         if self.vault is not None:

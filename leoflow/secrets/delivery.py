@@ -115,11 +115,10 @@ class TaskSecrets:
             return found, []
         masker = Masker()
         missing: list[str] = []
-        lookups = (("connection", connections, self.backend.connection), ("variable", variables, self.backend.variable))
-        for kind, idents, lookup in lookups:
+        for kind, idents in (("connection", connections), ("variable", variables)):
             for ident in idents:
                 try:
-                    held = lookup(ident)
+                    held = self.backend.lookup(kind, ident)
                 except SecretMissing as exc:  # an id that cannot name a secret
                     missing.append(str(exc))
                     continue

@@ -28,7 +28,7 @@ def _declared(connections: Sequence[str], variables: Sequence[str]) -> str:
 def _problem(backend: SecretsBackend, vault: VaultKv, kind: str, ident: str) -> str | None:
     """Why the template cannot render this id, or None when Vault holds it. Raises SecretsUnavailable."""
     try:
-        found = backend.connection(ident) if kind == "connection" else backend.variable(ident)
+        found = backend.lookup(kind, ident)
     except SecretMissing as exc:  # an id that cannot name a secret anywhere
         return str(exc)
     if found is None:
