@@ -14,13 +14,12 @@ from leoflow.store.port import Entry, Store
 from leoflow.store.repos import codec, query
 from leoflow.store.repos.base import Keyspace, Page, Versioned
 from leoflow.store.repos.errors import AlreadyExists, Conflict, NotFound
-from leoflow.store.repos.follower import PrefixFollower
-from leoflow.store.repos.mirror import PrefixMirror
+from leoflow.store.repos.mirror import Mirrorable
 
 R = TypeVar("R")
 
 
-class EntityRepository(Generic[R]):
+class EntityRepository(Mirrorable[Versioned[R]], Generic[R]):
     """CRUD over one record type, keyed by one id field."""
 
     kind: str = ""
@@ -31,23 +30,15 @@ class EntityRepository(Generic[R]):
     def __init__(self, store: Store, keyspace: Keyspace) -> None:
         self.store = store
         self.ks = keyspace
-        self._mirror: PrefixMirror[Versioned[R]] | None = None
 
-    def mirror(self, *, wait: float, min_interval: float = 0.05) -> PrefixMirror[Versioned[R]]:
-        """Keep every record decoded in memory (long-lived readers: the API server's auth path).
+    def _mirrored(self) -> tuple[str, Callable[[Entry], Versioned[R]], str]:
+        """Every record decoded in memory (long-lived readers: the API server's auth path).
 
         Only ``cached`` reads it; ``get`` stays a store read, so compare-and-set callers always
         quote the current index. This process's own writes show in ``cached`` at once; another
         process's within one watch round (``min_interval``, 50 ms by default).
         """
-        if self._mirror is None:
-            self._mirror = PrefixMirror(self.store, self.ks.entity_prefix(self.kind), self._decode_entry,
-                                        name=self.kind, wait=wait, min_interval=min_interval).start()
-        return self._mirror
-
-    def watchers(self) -> list[PrefixFollower]:
-        """The watch threads to stop before the store closes (``Repositories.close``)."""
-        return [self._mirror] if self._mirror is not None else []
+        return self.ks.entity_prefix(self.kind), self._decode_entry, self.kind
 
     def _decode_entry(self, entry: Entry) -> Versioned[R]:
         return Versioned(codec.decode(self.record_type, entry.key, entry.value), entry.modify_index,

@@ -8,32 +8,25 @@ request (ADR 0059).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from leoflow.store import keys
 from leoflow.store.port import MAX_TXN_OPS, Delete, Entry, Set, Store
 from leoflow.store.repos.base import Keyspace, run_txn
-from leoflow.store.repos.follower import PrefixFollower
-from leoflow.store.repos.mirror import PrefixMirror
+from leoflow.store.repos.mirror import Mirrorable
 
 KIND = "favorites"
 
 
-class FavoriteRepository:
+class FavoriteRepository(Mirrorable[tuple[str, str]]):
     def __init__(self, store: Store, keyspace: Keyspace) -> None:
         self.store = store
         self.ks = keyspace
-        self._mirror: PrefixMirror[tuple[str, str]] | None = None
         self._by_user: tuple[int, dict[str, frozenset[str]]] = (-1, {})
 
-    def mirror(self, *, wait: float, min_interval: float = 0.05) -> PrefixMirror[tuple[str, str]]:
-        """Answer ``for_user`` from memory: this process's stars at once, another's within a round."""
-        if self._mirror is None:
-            self._mirror = PrefixMirror(self.store, keys.prefix_of(self.ks.root, KIND), self._decode_entry,
-                                        name=KIND, wait=wait, min_interval=min_interval).start()
-        return self._mirror
-
-    def watchers(self) -> list[PrefixFollower]:
-        """The watch threads to stop before the store closes (``Repositories.close``)."""
-        return [self._mirror] if self._mirror is not None else []
+    def _mirrored(self) -> tuple[str, Callable[[Entry], tuple[str, str]], str]:
+        """``for_user`` from memory: this process's stars at once, another's within a round."""
+        return keys.prefix_of(self.ks.root, KIND), self._decode_entry, KIND
 
     def _prefix(self, username: str) -> str:
         return keys.prefix_of(self.ks.root, KIND, keys.encode_id(username))

@@ -23,6 +23,7 @@ a local write never reverts it.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -102,3 +103,29 @@ class PrefixMirror(PrefixFollower, Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class Mirrorable(ABC, Generic[T]):
+    """A repository whose prefix the API server may keep in memory (users, revoked tokens, favorites).
+
+    ``mirror`` starts the watch once, ``watchers`` hands its thread to ``Repositories.close``; the
+    repository names what to mirror in ``_mirrored`` and reads ``_mirror`` when it is set.
+    """
+
+    store: Store
+    _mirror: PrefixMirror[T] | None = None
+
+    @abstractmethod
+    def _mirrored(self) -> tuple[str, Callable[[Entry], T], str]:
+        """(prefix, decode, name) of what ``mirror`` keeps."""
+
+    def mirror(self, *, wait: float, min_interval: float = 0.05) -> PrefixMirror[T]:
+        if self._mirror is None:
+            prefix, decode, name = self._mirrored()
+            self._mirror = PrefixMirror(self.store, prefix, decode, name=name, wait=wait,
+                                        min_interval=min_interval).start()
+        return self._mirror
+
+    def watchers(self) -> list[PrefixFollower]:
+        """The watch threads to stop before the store closes (``Repositories.close``)."""
+        return [self._mirror] if self._mirror is not None else []

@@ -418,11 +418,11 @@ class TaskInstanceRepository:
         caller has just changed the run record itself (a finished run made active again).
         """
         prefix = self.ks.ti_run_prefix(key.dag_id, key.run_id)
-        run = self.store.get(self.ks.run(key.dag_id, key.run_id)) if touch_run else None
         entries = self.store.list(prefix)
         packed = next((e for e in entries if e.key == prefix + _PACKED), None)
         if packed is None:
             return False
+        run = self.store.get(self.ks.run(key.dag_id, key.run_id)) if touch_run else None
         live = {e.key for e in entries}
         cur, hist = _unpack_records(packed.key, packed.value)
         ops: list[Op] = []

@@ -9,32 +9,24 @@ Every authenticated request asks ``is_revoked``; the API server mirrors the pref
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from leoflow.store.port import Entry, Set, Store
 from leoflow.store.repos.base import Keyspace, run_txn
-from leoflow.store.repos.follower import PrefixFollower
-from leoflow.store.repos.mirror import PrefixMirror
+from leoflow.store.repos.mirror import Mirrorable
 
 KIND = "revoked_tokens"
 
 
-class TokenRepository:
+class TokenRepository(Mirrorable[bool]):
     def __init__(self, store: Store, keyspace: Keyspace) -> None:
         self.store = store
         self.ks = keyspace
-        self._mirror: PrefixMirror[bool] | None = None
 
-    def mirror(self, *, wait: float, min_interval: float = 0.05) -> PrefixMirror[bool]:
-        """Answer ``is_revoked`` from memory: this process's revocations at once, another's within a round."""
-        if self._mirror is None:
-            self._mirror = PrefixMirror(self.store, self.ks.entity_prefix(KIND), _present, name=KIND,
-                                        wait=wait, min_interval=min_interval).start()
-        return self._mirror
-
-    def watchers(self) -> list[PrefixFollower]:
-        """The watch threads to stop before the store closes (``Repositories.close``)."""
-        return [self._mirror] if self._mirror is not None else []
+    def _mirrored(self) -> tuple[str, Callable[[Entry], bool], str]:
+        """``is_revoked`` from memory: this process's revocations at once, another's within a round."""
+        return self.ks.entity_prefix(KIND), _present, KIND
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         """Idempotent: revoking twice keeps one entry."""
