@@ -124,16 +124,17 @@ class VaultRig:
 
 
 @contextmanager
-def running_rig(home: Path, config: Config) -> Iterator[VaultRig]:
-    """agentrpc verifying agent tokens against Vault's JWKS, and the agents executor, over one SQLite file."""
-    store = SqliteStore(home / "leoflow.db", session_ttl_min=1.0)
+def running_rig(home: Path, config: Config, db: Path | None = None) -> Iterator[VaultRig]:
+    """agentrpc verifying agent tokens against Vault's JWKS, and the agents executor, over one SQLite
+    file (``db``, default ``home/leoflow.db``)."""
+    db = db or home / "leoflow.db"
+    store = SqliteStore(db, session_ttl_min=1.0)
     verifier = vault_verifier(config.vault)
     assert verifier is not None
     server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
                             settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
     server.start()
-    executor = AgentsExecutor(SqliteStore(home / "leoflow.db", session_ttl_min=1.0), heartbeat_timeout=3.0,
-                              reap_interval=0.2)
+    executor = AgentsExecutor(SqliteStore(db, session_ttl_min=1.0), heartbeat_timeout=3.0, reap_interval=0.2)
     rig = VaultRig(home, config, server, executor)
     try:
         yield rig

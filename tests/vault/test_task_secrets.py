@@ -13,14 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-from leoflow.agentrpc.server import AgentRpcServer
-from leoflow.agentrpc.service import ServiceSettings
-from leoflow.agentrpc.vault_jwks import vault_verifier
-from leoflow.executors.agents import AgentsExecutor
 from leoflow.executors.port import TryOutcome
 from leoflow.store.sqlite import SqliteStore
 from tests.vault.conftest import OpenBao
-from tests.vault.rig import VaultRig, provision, token_source
+from tests.vault.rig import VaultRig, provision, running_rig, token_source
 
 NASTY = "p@ss:w/rd?#&=% +é;'\""
 TOKEN_VALUE = "tok-3f9a-very-secret"
@@ -124,41 +120,29 @@ def test_chain_of_custody_from_the_api_through_the_store_to_the_task(openbao: Op
     db = tmp_path / "store.db"
     home = tmp_path / "leoflow-home"
     config = openbao.config(home, secrets_enabled=False)  # the store path only: Vault not consulted for values
-    store = SqliteStore(db, session_ttl_min=1.0)
-    verifier = vault_verifier(config.vault)
-    assert verifier is not None
-    server = AgentRpcServer(config, store, bind="127.0.0.1:0", verifier=verifier,
-                            settings=ServiceSettings(heartbeat_interval=0.25, heartbeat_timeout=3.0))
-    server.start()
-    executor = AgentsExecutor(SqliteStore(db, session_ttl_min=1.0), heartbeat_timeout=3.0, reap_interval=0.2)
-    rig = VaultRig(home, config, server, executor)
     try:
-        client = harness.client("admin")
-        created = client.simulate_post("/api/v2/connections", json={
-            "connection_id": "cc_db", "conn_type": "postgres", "host": "db.internal", "login": "etl@corp",
-            "password": NASTY, "schema": "warehouse", "port": 5432})
-        assert created.status_code == 201, created.text
-        assert created.json["password"] == "***"
-        posted = client.simulate_post("/api/v2/variables", json={"key": "cc_token", "value": TOKEN_VALUE})
-        assert posted.status_code == 201, posted.text
-        shown = client.simulate_get("/api/v2/connections/cc_db").json
-        assert shown["password"] == "***" and NASTY not in json.dumps(shown)
-        rig.agent("cc-a", token_source(openbao, provision(openbao, "cc-a", ["default"], tmp_path)))
-        key = rig.submit("uses", [sys.executable, "-c", TASK], connections=("cc_db",), variables=("cc_token",))
-        event = rig.wait_terminal(key)
-        assert event.outcome is TryOutcome.SUCCESS, event.reason
-        got = json.loads(event.xcom_return or "{}")
-        assert got["sha"] == _sha(NASTY)
-        assert (got["login"], got["host"], got["port"], got["schema"]) == ("etl@corp", "db.internal", 5432,
-                                                                           "warehouse")
-        lines = _assert_masked(rig, key, NASTY)
-        assert "password is ***" in lines
-        # A variable from the store is masked only when its key is sensitive (Airflow's rule): cc_token is.
-        assert "token is ***" in lines
+        with running_rig(home, config, db=db) as rig:
+            client = harness.client("admin")
+            created = client.simulate_post("/api/v2/connections", json={
+                "connection_id": "cc_db", "conn_type": "postgres", "host": "db.internal", "login": "etl@corp",
+                "password": NASTY, "schema": "warehouse", "port": 5432})
+            assert created.status_code == 201, created.text
+            assert created.json["password"] == "***"
+            posted = client.simulate_post("/api/v2/variables", json={"key": "cc_token", "value": TOKEN_VALUE})
+            assert posted.status_code == 201, posted.text
+            shown = client.simulate_get("/api/v2/connections/cc_db").json
+            assert shown["password"] == "***" and NASTY not in json.dumps(shown)
+            rig.agent("cc-a", token_source(openbao, provision(openbao, "cc-a", ["default"], tmp_path)))
+            key = rig.submit("uses", [sys.executable, "-c", TASK], connections=("cc_db",), variables=("cc_token",))
+            event = rig.wait_terminal(key)
+            assert event.outcome is TryOutcome.SUCCESS, event.reason
+            got = json.loads(event.xcom_return or "{}")
+            assert got["sha"] == _sha(NASTY)
+            assert (got["login"], got["host"], got["port"], got["schema"]) == ("etl@corp", "db.internal", 5432,
+                                                                               "warehouse")
+            lines = _assert_masked(rig, key, NASTY)
+            assert "password is ***" in lines
+            # A variable from the store is masked only when its key is sensitive (Airflow's rule): cc_token is.
+            assert "token is ***" in lines
     finally:
-        for agent in rig.agents:
-            agent.stop()
-        server.stop(grace=0.5)
-        store.close()
-        executor.queue.store.close()
         harness.ctx.close()
