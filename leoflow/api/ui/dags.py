@@ -32,10 +32,6 @@ def dag_fields(entry: Any, error_files: set[str]) -> dict[str, Any]:
     return _dagshape.dag_response(entry, has_import_errors=dag_fields_has_errors(entry, error_files))
 
 
-def favorites_of(ctx: Any, username: str) -> set[str]:
-    return set(ctx.repos.favorites.for_user(username))
-
-
 Predicate = Callable[[Any], bool]
 
 
@@ -56,7 +52,7 @@ class DagsWithLatestRuns:
         every_dag = bool(dto.query_list(req, "last_dag_run_state")) or any(o.field in RUN_ORDER_FIELDS for o in orders)
         dag_ids = [e.state.dag_id for e in entries] if every_dag else []
         latest_runs = repos.runs.latest(dag_ids, n=max(runs_limit, 1)) if dag_ids else {}
-        favorites = favorites_of(self.ctx, user.username)
+        favorites = repos.favorites.for_user(user.username)
         error_files = {e.filename for e in repos.dags.import_errors()}
         keep = self._filters(req, favorites, error_files, latest_runs)
         selected = entries
