@@ -211,6 +211,8 @@ def _run(args: argparse.Namespace, dag: Any, source: str, conf: dict[str, Any], 
                 ti = versioned.record
                 key = TIKey(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
                 for old in repos.task_instances.tries(key):
+                    if old.try_number == ti.try_number:
+                        continue  # the current try: printed below once it ends, never mid-way
                     if (ti.task_id, ti.map_index, old.try_number) not in printed and old.try_number > 0:
                         printed.add((ti.task_id, ti.map_index, old.try_number))
                         finished.append((old.end_date or now, ti.task_id, old, old.try_number, str(old.state)))
